@@ -1,0 +1,136 @@
+"""Slave side: answer a request ADU from a register/coil store (emulators and tests).
+
+handle_request() follows the order of checks in the Modbus application protocol: function
+supported (else exception 1), quantity in range (3), address range present (2), value valid (3).
+A frame with a bad CRC or length, or addressed to another slave, gets no answer, like a real slave.
+A store may raise ModbusException(function, code) from read/write to inject an exception (e.g. 6, busy).
+"""
+
+from protocols.modbus import rtu
+from protocols.modbus.crc import crc_ok
+from protocols.modbus.errors import (
+    ILLEGAL_DATA_ADDRESS,
+    ILLEGAL_DATA_VALUE,
+    ILLEGAL_FUNCTION,
+    ModbusError,
+    ModbusException,
+)
+from protocols.modbus.values import to_registers
+
+_TABLE_OF = {
+    1: "coil",
+    2: "discrete",
+    3: "holding",
+    4: "input",
+    5: "coil",
+    6: "holding",
+    15: "coil",
+    16: "holding",
+}
+
+
+class RegisterStore:
+    """Four sparse tables (dicts address -> int, or -> bool for coils/discrete inputs).
+
+    An address missing from its table is an illegal data address. Subclass and override read() /
+    write() for values that change on every poll.
+    """
+
+    def __init__(self, holding=None, inputs=None, coils=None, discrete=None):
+        self.tables = {
+            "holding": {} if holding is None else holding,
+            "input": {} if inputs is None else inputs,
+            "coil": {} if coils is None else coils,
+            "discrete": {} if discrete is None else discrete,
+        }
+
+    def read(self, table, address, count):
+        """List of `count` values from `address`, or None if any address is not defined."""
+        t = self.tables[table]
+        out = []
+        for a in range(address, address + count):
+            v = t.get(a)
+            if v is None:
+                return None
+            out.append(v)
+        return out
+
+    def write(self, table, address, values):
+        """Stores `values` from `address`; False (nothing written) if any address is not defined."""
+        t = self.tables[table]
+        for a in range(address, address + len(values)):
+            if a not in t:
+                return False
+        for i in range(len(values)):
+            t[address + i] = values[i]
+        return True
+
+    def set_value(self, table, address, value, kind="u16", order="ABCD"):
+        """Defines the registers holding `value` encoded as `kind` in `order`."""
+        regs = to_registers(value, kind, order)
+        t = self.tables[table]
+        for i in range(len(regs)):
+            t[address + i] = regs[i]
+
+
+def handle_request(store, slave, request, n=-1):
+    """The response ADU to `request` (first n bytes) for slave `slave`, or None when none is due."""
+    if n < 0:
+        n = len(request)
+    if n < 4 or not crc_ok(request, n):
+        return None
+    to = request[0]
+    if to != slave and to != rtu.BROADCAST:
+        return None
+    fc = request[1]
+    table = _TABLE_OF.get(fc)
+    if table is None:
+        return None if to == rtu.BROADCAST else rtu.exception_response(slave, fc, ILLEGAL_FUNCTION)
+    try:
+        rtu.parse_request(request, n)
+    except ModbusError:
+        return None
+    try:
+        response = _serve(store, slave, request, n, fc, table)
+    except ModbusException as err:
+        response = rtu.exception_response(slave, fc, err.code)
+    if to == rtu.BROADCAST:
+        return None  # writes were applied; a broadcast is never answered
+    return response
+
+
+def _serve(store, slave, request, n, fc, table):
+    address = (request[2] << 8) | request[3]
+    qty = (request[4] << 8) | request[5]
+    if fc <= 4:
+        if not 1 <= qty <= rtu._READ_LIMIT[fc]:
+            raise ModbusException(fc, ILLEGAL_DATA_VALUE)
+        if address + qty > 0x10000:
+            raise ModbusException(fc, ILLEGAL_DATA_ADDRESS)
+        values = store.read(table, address, qty)
+        if values is None:
+            raise ModbusException(fc, ILLEGAL_DATA_ADDRESS)
+        if fc <= 2:
+            return rtu.bits_response(slave, fc, values)
+        return rtu.registers_response(slave, fc, values)
+    if fc == 5:
+        if qty not in (0, 0xFF00):
+            raise ModbusException(fc, ILLEGAL_DATA_VALUE)
+        values = [qty == 0xFF00]
+    elif fc == 6:
+        values = [qty]
+    else:
+        limit = rtu.MAX_WRITE_BITS if fc == 15 else rtu.MAX_WRITE_REGISTERS
+        nbytes = request[6]
+        want = (qty + 7) >> 3 if fc == 15 else 2 * qty
+        if not 1 <= qty <= limit or nbytes != want:
+            raise ModbusException(fc, ILLEGAL_DATA_VALUE)
+        if address + qty > 0x10000:
+            raise ModbusException(fc, ILLEGAL_DATA_ADDRESS)
+        if fc == 15:
+            values = [bool((request[7 + (i >> 3)] >> (i & 7)) & 1) for i in range(qty)]
+        else:
+            values = [(request[7 + 2 * i] << 8) | request[8 + 2 * i] for i in range(qty)]
+    if not store.write(table, address, values):
+        raise ModbusException(fc, ILLEGAL_DATA_ADDRESS)
+    return rtu.echo_response(request)
