@@ -10,6 +10,10 @@ from host_tools.errors import UserError
 # Each module exposes register(subparsers); its parsers set `func(args) -> int`.
 COMMAND_MODULES = [
     "host_tools.hj212_cli",
+    "host_tools.platform.cli",
+    "host_tools.site_cli",
+    "host_tools.simulate",
+    "host_tools.flash",
 ]
 
 

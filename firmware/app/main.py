@@ -1,0 +1,355 @@
+"""Wiring: config -> HAL, clock, acquisition, per (center, station) uplinks, console, housekeeping.
+
+Stdout lines the HIL harness parses (one line each, no wrapping):
+  `STATS {json}`     every STATS_EVERY_S sim seconds, and a final one on shutdown (`"final": true`)
+  `SAFE MODE: why`   once when the logger enters safe mode (then `ERROR config: ...` per config error)
+  `READY {json}`     once when the application is running (links, buses, heap)
+  `HEALTHY`          once when the boot is marked good and the watchdog is started
+Log lines are `LEVEL module: text t=<sim s>` (app/log.py).
+"""
+
+import asyncio
+import gc
+import json
+import sys
+
+from app import log
+
+STATS_EVERY_S = 60  # sim seconds between STATS lines
+HEALTHY_AFTER_S = 60  # sim seconds up; or earlier, after the first complete poll cycle
+WDT_TIMEOUT_MS = 30000
+HOUSEKEEPING_MS = 1000  # real ms between gc/heap/watchdog rounds
+CONFIG_FILE = "config.json"
+
+
+class App:
+    def __init__(self, hal, clock, boot_state, fs_root):
+        self.hal = hal
+        self.clock = clock
+        self.boot_state = boot_state or {}
+        self.fs_root = fs_root
+        self.mode = "starting"
+        self.safe_reason = None
+        self.cfg = None
+        self.acq = None
+        self.links = []
+        self.by_station = {}
+        self.boot_t = clock.now()
+        self.heap_peak = 0  # max gc.mem_alloc() right after a collection (live data)
+        self.heap_peak_raw = 0  # max gc.mem_alloc() seen at any housekeeping round (incl. garbage)
+        self.healthy = False
+        self.wdt = None
+        self.records = {}  # kind -> records handed over by the acquisition
+        self.stopping = False
+
+    # -- records from the acquisition ------------------------------------------------------------
+    def on_record(self, rec):
+        kind = rec.get("kind")
+        self.records[kind] = self.records.get(kind, 0) + 1
+        for up in self.by_station.get(rec.get("station"), ()):
+            up.offer(rec)
+
+    # -- views for console and STATS -------------------------------------------------------------
+    def heap(self):
+        return {
+            "mem_alloc": gc.mem_alloc(),
+            "mem_free": gc.mem_free(),
+            "heap_peak": self.heap_peak,
+            "heap_peak_raw": self.heap_peak_raw,
+        }
+
+    def snapshot(self):
+        """One flat dict: the STATS line and the console `counters` reply. The acquisition's snapshot
+        (samples, lag, buses ...) is merged in at the top level."""
+        now = self.clock.now()
+        d = {"t": int(now), "up_s": int(now - self.boot_t), "mode": self.mode, "records": self.records}
+        d.update(self.heap())
+        if self.acq is not None:
+            try:
+                d.update(self.acq.snapshot())
+            except Exception as exc:
+                d["acq_error"] = str(exc)
+        links = {}
+        centers = {}
+        for up in self.links:
+            s = up.snapshot()
+            links[up.name] = s
+            c = centers.setdefault(up.center, {"queue": 0, "dropped": 0, "connected": 0, "acked": 0})
+            c["queue"] += s["queue"]
+            c["dropped"] += s["dropped"]
+            c["connected"] += 1 if s["connected"] else 0
+            c["acked"] += s["acked"]
+        d["links"] = links
+        d["centers"] = centers
+        if self.safe_reason:
+            d["safe_reason"] = self.safe_reason
+        return d
+
+    def status(self):
+        now = self.clock.now()
+        st = {
+            "mode": self.mode,
+            "uptime_s": int(now - self.boot_t),
+            "boots": self.boot_state.get("boots"),
+            "failed_boots": self.boot_state.get("failed"),
+            "healthy": self.healthy,
+            "heap": self.heap(),
+        }
+        if self.safe_reason:
+            st["safe_reason"] = self.safe_reason
+        if self.links:
+            st["links"] = [
+                "%s %s q=%d" % (u.name, "up" if u.connected else "down", len(u.queue)) for u in self.links
+            ]
+        return st
+
+    def config_summary(self):
+        cfg = self.cfg
+        if cfg is None:
+            return ["no valid config (%s)" % (self.safe_reason or "not loaded")]
+        lg = cfg["logger"]
+        out = [
+            "site %s, UTC%+d min, sample %d s, rtd %d s, min interval %d min"
+            % (
+                cfg["site"]["name"],
+                cfg["site"]["utc_offset_min"],
+                lg["sample_s"],
+                lg["rtd_interval_s"],
+                lg["min_interval_min"],
+            )
+        ]
+        for b in cfg["buses"]:
+            out.append(
+                "bus %s uart%d %d %s%d: %s"
+                % (
+                    b["name"],
+                    b["uart"],
+                    b["baud"],
+                    b["parity"],
+                    b["stop_bits"],
+                    ", ".join(["%s@%d(%s)" % (d["name"], d["address"], d["template"]) for d in b["devices"]]),
+                )
+            )
+        for s in cfg["stations"]:
+            out.append(
+                "station %s MN=%s ST=%s: %s"
+                % (s["name"], s["mn"], s["st"], " ".join([c["code"] for c in s["channels"]]))
+            )
+        for c in cfg["centers"]:
+            out.append(
+                "center %s %s:%d stations %s overtime %d s recount %d realtime %s"
+                % (
+                    c["name"],
+                    c["host"],
+                    c["port"],
+                    ",".join(c["stations"]),
+                    c["overtime_s"],
+                    c["recount"],
+                    c["realtime"],
+                )
+            )
+        return out
+
+    def clear_boot(self):
+        import boot
+
+        boot.clear(self.fs_root)
+        return "boot counter cleared; the next boot is a normal one"
+
+    def print_stats(self, final=False):
+        d = self.snapshot()
+        if final:
+            d["final"] = True
+        print("STATS " + json.dumps(d))
+
+    # -- tasks -----------------------------------------------------------------------------------
+    async def housekeeping(self):
+        next_stats = self.boot_t + STATS_EVERY_S
+        while not self.stopping:
+            before = gc.mem_alloc()
+            if before > self.heap_peak_raw:
+                self.heap_peak_raw = before
+            gc.collect()
+            live = gc.mem_alloc()
+            if live > self.heap_peak:
+                self.heap_peak = live
+            now = self.clock.now()
+            if (
+                self.mode == "run"
+                and not self.healthy
+                and (now - self.boot_t >= HEALTHY_AFTER_S or self._polled())
+            ):
+                self._mark_healthy()
+            if self.wdt is not None:
+                self.wdt.feed()
+            if now >= next_stats:
+                self.print_stats()
+                next_stats += STATS_EVERY_S * (1 + int((now - next_stats) // STATS_EVERY_S))
+            await asyncio.sleep_ms(HOUSEKEEPING_MS)
+
+    def _polled(self):
+        acq = self.acq
+        if acq is None:
+            return False
+        try:
+            return bool(acq.polled_once())
+        except Exception:
+            return False
+
+    def _mark_healthy(self):
+        import boot
+
+        self.healthy = True
+        self.boot_state = boot.mark_good(self.fs_root)
+        try:
+            make = getattr(self.hal, "wdt", None) or getattr(self.hal, "WDT", None)
+            self.wdt = make(WDT_TIMEOUT_MS) if make else None
+        except Exception as exc:
+            log.warn("main", "no watchdog (%s)" % exc)
+        log.info("main", "healthy: boot marked good, watchdog %s" % ("started" if self.wdt else "absent"))
+        print("HEALTHY")
+
+    async def console_task(self):
+        from app.console import Console
+
+        con = Console(self)
+        await con.run(self.hal.console_stream() if hasattr(self.hal, "console_stream") else None)
+        while not self.stopping:  # console closed (end of input): keep the logger running
+            await asyncio.sleep_ms(HOUSEKEEPING_MS)
+
+    def stop(self):
+        self.stopping = True
+
+    # -- modes -----------------------------------------------------------------------------------
+    def enter_safe(self, reason, details=()):
+        self.mode = "safe"
+        self.safe_reason = reason
+        print("SAFE MODE: " + reason)
+        log.error("main", "safe mode: " + reason)
+        for line in details:
+            log.error("config", line)
+
+    def start_normal(self, cfg):
+        from app.uplink import Uplink
+
+        self.cfg = cfg
+        offset = cfg["site"]["utc_offset_min"]
+        override = _center_override(self.hal)
+        seed = int(self.boot_t) & 0xFFFF
+        for c in cfg["centers"]:
+            if c["name"] in override:
+                c["host"], c["port"] = override[c["name"]][0], int(override[c["name"]][1])
+            share = c["queue_bytes"] // len(c["stations"])
+            for st in cfg["stations"]:
+                if st["name"] not in c["stations"]:
+                    continue
+                up = Uplink(
+                    c, st, self.clock.now, offset, queue_bytes=share, seed=seed, sleep=self.clock.sleep
+                )
+                up.restart_notice(self.boot_t)
+                self.links.append(up)
+                self.by_station.setdefault(st["name"], []).append(up)
+        self.acq = _make_acquisition(cfg, self.hal, self.clock, self.on_record)
+        self.mode = "run"
+
+    async def run(self):
+        tasks = [asyncio.create_task(self.housekeeping()), asyncio.create_task(self.console_task())]
+        if self.mode == "run":
+            for up in self.links:
+                tasks.append(asyncio.create_task(up.run()))
+            if self.acq is not None:
+                tasks.append(asyncio.create_task(self.acq.run()))
+            gc.collect()
+            print("READY " + json.dumps({"links": [u.name for u in self.links], "heap": self.heap()}))
+        while not self.stopping:
+            await asyncio.sleep_ms(200)
+        for t in tasks:
+            t.cancel()
+
+
+def _make_acquisition(cfg, hal, clock, on_record):
+    try:
+        from app.acquisition import Acquisition
+    except ImportError:
+        from app.stats import Acquisition
+    return Acquisition(cfg, hal, clock, on_record)
+
+
+def _center_override(hal):
+    fn = getattr(hal, "center_addr_override", None)
+    if fn is not None:
+        return fn() or {}
+    try:
+        import os
+
+        text = os.getenv("EMLOG_CENTER_ADDR")
+        return json.loads(text) if text else {}
+    except Exception:
+        return {}
+
+
+def load_config(fs_root):
+    """(cfg, None) or (None, errors). The validator is unloaded afterwards: it is big and used once."""
+    from app import config as cfgmod
+
+    try:
+        cfg = cfgmod.load(fs_root.rstrip("/") + "/" + CONFIG_FILE if fs_root else CONFIG_FILE)
+        errors = None
+    except cfgmod.ConfigError as exc:
+        cfg = None
+        errors = exc.errors
+    del cfgmod
+    sys.modules.pop("app.config", None)
+    import app
+
+    if hasattr(app, "config"):
+        delattr(app, "config")
+    gc.collect()
+    return cfg, errors
+
+
+def main(boot_state=None):
+    import hal
+    from app import clock as clockmod
+
+    clock = clockmod.Clock(hal) if hasattr(clockmod, "Clock") else clockmod
+    log.setup(clock=clock.now)
+    fs_root = _fs_root(hal)
+    app = App(hal, clock, boot_state, fs_root)
+    cfg, errors = load_config(fs_root)
+    if errors:
+        app.enter_safe(
+            "invalid config (%d problem%s)" % (len(errors), "" if len(errors) == 1 else "s"), errors
+        )
+    elif boot_state and boot_state.get("safe"):
+        app.cfg = cfg
+        app.enter_safe(boot_state["safe"] + "; type `clear` and reboot to leave safe mode")
+    else:
+        try:
+            app.start_normal(cfg)
+        except Exception as exc:
+            buf = _exc_text(exc)
+            app.enter_safe("start failed: %s" % buf)
+    try:
+        asyncio.run(app.run())
+    except KeyboardInterrupt:
+        log.info("main", "interrupted")
+    finally:
+        app.print_stats(final=True)
+    return app
+
+
+def _fs_root(hal):
+    root = getattr(hal, "fs_root", "")
+    return root() if callable(root) else root
+
+
+def _exc_text(exc):
+    try:
+        import io
+
+        buf = io.StringIO()
+        sys.print_exception(exc, buf)
+        return buf.getvalue().strip().replace("\n", " | ")
+    except Exception:
+        return "%s: %s" % (type(exc).__name__, exc)
