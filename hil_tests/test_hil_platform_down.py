@@ -1,0 +1,43 @@
+"""Acceptance (5): the platform is unreachable for ten simulated minutes (+120 s to +720 s): no minute
+record is dropped (the queue has room), all arrive after reconnection, in time order, with the right
+values."""
+
+from hil_helpers import first_records, load_scenario, reference_site
+
+from host_tools.reference_stats import Reference, compare_values
+
+SCALE = 20.0
+DOWN_FROM, DOWN_TO = 120, 720
+UNTIL = 840
+
+
+def test_records_survive_ten_minutes_without_platform(run_sim):
+    scn = load_scenario("platform_down")
+    stations = [s["name"] for s in reference_site()["stations"]]
+    wanted = [(st, scn.start + t) for st in stations for t in range(0, UNTIL - 60, 60)]
+
+    def all_arrived(sim):
+        got = first_records(sim, "min")
+        return all(w in got for w in wanted)
+
+    sim = run_sim("platform_down", UNTIL, SCALE, wait_for=all_arrived)
+    assert [e["up"] for e in sim.platform_events] == [False, True]
+
+    minutes = first_records(sim, "min")
+    missing = [(st, t - scn.start) for st, t in wanted if (st, t) not in minutes]
+    assert not missing, missing
+
+    # Records of the outage reached the platform only after it came back, in time order per station.
+    for st in stations:
+        order = [r["t"] for r in sim.records(kind="min", station=st) if "t" in r]
+        firsts = []
+        for t in order:
+            if t not in firsts:
+                firsts.append(t)
+        assert firsts == sorted(firsts), (st, [t - scn.start for t in firsts])
+        for t in range(scn.start + DOWN_FROM, scn.start + DOWN_TO - 60, 60):
+            assert minutes[(st, t)]["received_sim"] >= scn.start + DOWN_TO
+
+    ref = Reference(sim.config, scn)
+    for rec in ref.records(scn.start, scn.start + UNTIL - 60, kinds=("min",)):
+        assert compare_values(minutes[(rec["station"], rec["t"])]["values"], rec["values"]) == []
