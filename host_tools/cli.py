@@ -14,6 +14,8 @@ COMMAND_MODULES = [
     "host_tools.site_cli",
     "host_tools.simulate",
     "host_tools.flash",
+    "host_tools.probe",
+    "host_tools.monitor",
 ]
 
 

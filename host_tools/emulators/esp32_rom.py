@@ -57,7 +57,8 @@ OP_NAMES = {
     FLASH_BEGIN: "FLASH_BEGIN", FLASH_DATA: "FLASH_DATA", FLASH_END: "FLASH_END", MEM_BEGIN: "MEM_BEGIN",
     MEM_END: "MEM_END", MEM_DATA: "MEM_DATA", SYNC: "SYNC", WRITE_REG: "WRITE_REG", READ_REG: "READ_REG",
     SPI_SET_PARAMS: "SPI_SET_PARAMS", SPI_ATTACH: "SPI_ATTACH", READ_FLASH_SLOW: "READ_FLASH_SLOW",
-    CHANGE_BAUDRATE: "CHANGE_BAUDRATE", FLASH_DEFL_BEGIN: "FLASH_DEFL_BEGIN", FLASH_DEFL_DATA: "FLASH_DEFL_DATA",
+    CHANGE_BAUDRATE: "CHANGE_BAUDRATE", FLASH_DEFL_BEGIN: "FLASH_DEFL_BEGIN",
+    FLASH_DEFL_DATA: "FLASH_DEFL_DATA",
     FLASH_DEFL_END: "FLASH_DEFL_END", SPI_FLASH_MD5: "SPI_FLASH_MD5", GET_SECURITY_INFO: "GET_SECURITY_INFO",
     ERASE_FLASH: "ERASE_FLASH", ERASE_REGION: "ERASE_REGION", READ_FLASH: "READ_FLASH",
     RUN_USER_CODE: "RUN_USER_CODE",
@@ -207,7 +208,8 @@ class FlashImage:
         exists = os.path.exists(self.path)
         current = os.path.getsize(self.path) if exists else 0
         if current > size:
-            raise ValueError("flash file %s is %d bytes, larger than the %d-byte flash" % (path, current, size))
+            raise ValueError("flash file %s is %d bytes, larger than the %d-byte flash"
+                             % (path, current, size))
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         data = bytearray(os.pread(self.fd, current, 0)) if current else bytearray()
         if current < size:
@@ -419,10 +421,12 @@ class Esp32RomEmulator:
         if self.trace:
             sys.stderr.write("emu %s %s len=%d\n" % (self.mode, name, len(payload)))
         if size != len(payload):
-            self._fail(op, _Reject(ROM_INVALID_MSG, STUB_BAD_LEN), "length field %d != %d" % (size, len(payload)))
+            self._fail(op, _Reject(ROM_INVALID_MSG, STUB_BAD_LEN),
+                       "length field %d != %d" % (size, len(payload)))
             return
         handler = self._handlers().get(op)
-        if handler is None or (self.mode == "rom" and op in (ERASE_FLASH, ERASE_REGION, READ_FLASH, RUN_USER_CODE)):
+        stub_only = (ERASE_FLASH, ERASE_REGION, READ_FLASH, RUN_USER_CODE)
+        if handler is None or (self.mode == "rom" and op in stub_only):
             self._unsupported(op)
             return
         if self.mode == "stub" and op == READ_FLASH_SLOW:
@@ -625,7 +629,8 @@ class Esp32RomEmulator:
                 start = s["offset"] + s["written"]
             else:
                 start = s["offset"] + seq * s["block_size"]
-        if start + len(chunk) > self.flash.size or (self.mode == "stub" and s["written"] + len(chunk) > s["size"]):
+        too_much = self.mode == "stub" and s["written"] + len(chunk) > s["size"]
+        if start + len(chunk) > self.flash.size or too_much:
             raise _Reject(ROM_FLASH_WRITE, STUB_TOO_MUCH)
         if chunk:
             self._program(start, chunk)
