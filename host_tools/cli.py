@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "host_tools.hj212_cli",
     "host_tools.platform.cli",
     "host_tools.site_cli",
+    "host_tools.build",
     "host_tools.simulate",
     "host_tools.flash",
     "host_tools.probe",

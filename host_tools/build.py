@@ -1,0 +1,93 @@
+"""`emlog build SITE --board B --out DIR`: the logger's filesystem image, ready for `emlog flash`.
+
+site file -> validated device config; firmware/ and protocols/ -> .mpy for the board's MicroPython;
+both -> a LittleFS image sized to the board's partition, with manifest.json (versions, sha256 of every
+file, config hash); the image is then mounted under MicroPython's own VfsLfs2 and every file checked.
+"""
+
+import sys
+import time
+
+from host_tools import REPO_ROOT
+from host_tools.boards import load_board, micropython_entry
+from host_tools.errors import UserError
+from host_tools.image import (
+    build_filesystem,
+    compile_tree_to_mpy,
+    expected_hashes,
+    verify_image_with_micropython,
+    write_build_output,
+)
+from host_tools.siteconfig import load_site
+
+
+def register(sub):
+    p = sub.add_parser("build", help="compile the firmware and a site file into a filesystem image")
+    p.add_argument("site", help="site file (TOML, or a compiled device config .json)")
+    p.add_argument("--board", required=True, help="board name from boards/ (or a board .json file)")
+    p.add_argument("--out", required=True, help="output directory (gets fs.img and manifest.json)")
+    p.add_argument("--micropython", help="MicroPython version on the logger (default: the board's)")
+    p.set_defaults(func=cmd_build)
+
+
+def check_pins(config, board):
+    """Every bus of the site must be a RS-485 port the board has, with the board's pins."""
+    ports = {port["uart"]: port for port in board.get("rs485", [])}
+    problems = []
+    for i, bus in enumerate(config["buses"]):
+        port = ports.get(bus["uart"])
+        if port is None:
+            problems.append("buses[%d] (%s): board %s has no RS-485 port on UART%s; it has UART %s"
+                            % (i, bus["name"], board["name"], bus["uart"], ", ".join(str(u) for u in sorted(ports))))
+            continue
+        for pin in ("tx", "rx", "de"):
+            if bus[pin] != port[pin]:
+                problems.append("buses[%d] (%s): %s = %s, but board %s wires UART%s %s to GPIO%s; set %s = %s"
+                                % (i, bus["name"], pin, bus[pin], board["name"], bus["uart"], pin.upper(),
+                                   port[pin], pin, port[pin]))
+    if problems:
+        raise UserError("the site does not fit the board:\n  " + "\n  ".join(problems))
+
+
+class _Progress:
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last = None
+
+    def __call__(self, stage, done, total):
+        line = "%-8s %3d%% (%d/%d)" % (stage, 100 * done // max(total, 1), done, total)
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if done >= total else ""))
+        elif done >= total and stage != self.last:
+            self.stream.write(line + "\n")
+            self.last = stage
+        self.stream.flush()
+
+
+def build(site_path, board_name, out_dir, micropython_version=None, progress=None):
+    """Builds and verifies; returns (image bytes, manifest)."""
+    progress = progress or (lambda *a: None)
+    config = load_site(site_path)
+    board = load_board(board_name)
+    check_pins(config, board)
+    entry = micropython_entry(board, micropython_version)
+    app = compile_tree_to_mpy([(REPO_ROOT / "firmware", ""), (REPO_ROOT / "protocols", "protocols")],
+                              entry["mpy"], progress=progress)
+    image, manifest = build_filesystem(app, config, board, progress=progress, micropython_version=entry["version"])
+    progress("verify", 0, 1)
+    verify_image_with_micropython(image, expected_hashes(manifest))
+    progress("verify", 1, 1)
+    write_build_output(out_dir, image, manifest)
+    return image, manifest
+
+
+def cmd_build(args):
+    started = time.monotonic()
+    image, manifest = build(args.site, args.board, args.out, args.micropython, _Progress())
+    print("built %s/fs.img for %s: %d files, %d bytes of files in a %d-byte LittleFS image, "
+          "verified under MicroPython VfsLfs2 (%.1f s)"
+          % (args.out, args.board, len(manifest["files"]), sum(f["size"] for f in manifest["files"].values()),
+             len(image), time.monotonic() - started))
+    print("next: emlog flash %s --port PORT --board %s" % (args.out, args.board))
+    return 0
