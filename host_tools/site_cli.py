@@ -53,8 +53,8 @@ def summary_lines(config):
             meta = CODES.get(ch["code"], {})
             how = ch.get("source") or ("NOx as NO2 from " + "+".join(ch["nox_from"]) if ch.get("nox_from") else "?")
             extra = " Zs at O2 %s %%" % ch["o2_ref"] if ch.get("o2_ref") is not None else ""
-            out.append("  %-7s %-34s %-6s <- %s%s" % (ch["code"], meta.get("name", ""), ch.get("unit") or meta.get("unit", ""),
-                                                  how, extra))
+            unit = ch.get("unit") or meta.get("unit", "")
+            out.append("  %-7s %-34s %-6s <- %s%s" % (ch["code"], meta.get("name", ""), unit, how, extra))
     out.append("limits: none configured (local enforcement of limits is not implemented yet)")
     for center in config["centers"]:
         out.append("center %s: %s:%s HJ 212-%s, OverTime %s s, ReCount %s, realtime %s, stations %s" % (

