@@ -1,4 +1,4 @@
-"""HIL harness fixtures: the real firmware (MicroPython unix port, 64 KiB heap) against emulated buses and
+"""HIL harness fixtures: the real firmware (MicroPython unix port, heap HIL_HEAP) against emulated buses and
 the real platform receiver, on a scaled clock (host_tools.simulate.Simulation).
 
 `run_sim(scenario_name, until_offset_s, scale)` starts a simulation, waits (on received frames and the
@@ -10,10 +10,11 @@ import pytest
 from hil_helpers import load_scenario, reference_site
 
 from host_tools import REPO_ROOT
+from host_tools.emulators.firmware_proc import HIL_HEAP
 from host_tools.simulate import Simulation
 
 FIRMWARE_MAIN = REPO_ROOT / "firmware" / "main.py"
-HEAP = "64k"
+HEAP = HIL_HEAP
 
 
 def pytest_collection_modifyitems(config, items):

@@ -167,7 +167,7 @@ def test_probe_matches_values_the_firmware_reports(tmp_path):
     data = merge(base, {"devices": {"cems": {"points": CONSTANT_CEMS, "status": [], "overrides": []}}})
     scn = Scenario(data)
     site = reference_site()
-    sim = Simulation(site, scn, tmp_path / "sim", time_scale=10, heap="64k", lead_s=5.0)
+    sim = Simulation(site, scn, tmp_path / "sim", time_scale=10, lead_s=5.0)
     sim.start()
     try:
         ok = sim.wait_for(

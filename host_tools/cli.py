@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "host_tools.site_cli",
     "host_tools.build",
     "host_tools.simulate",
+    "host_tools.report",
     "host_tools.flash",
     "host_tools.probe",
     "host_tools.monitor",

@@ -13,6 +13,7 @@ import calendar
 import copy
 import json
 import re
+import sys
 import tempfile
 import threading
 import time
@@ -20,9 +21,11 @@ from pathlib import Path
 
 from host_tools import REPO_ROOT
 from host_tools.emulators.bus import build_buses
-from host_tools.emulators.firmware_proc import FirmwareProcess
+from host_tools.emulators.firmware_proc import HIL_HEAP, FirmwareProcess
 from host_tools.emulators.scenario import Scenario, ScenarioError, SimClock
 from host_tools.errors import UserError
+from host_tools.live import LiveView, sim_inputs, update_from_sim
+from host_tools.report import write_report
 
 CN_KIND = {"2011": "rtd", "2051": "min", "2061": "hour", "2031": "day", "2081": "restart"}
 DEFAULT_SITE = REPO_ROOT / "sites" / "reference.json"
@@ -200,7 +203,7 @@ class Simulation:
     sim.start(); sim.wait_until(scenario.start + 600); sim.stop(); sim.summary()
     """
 
-    def __init__(self, site, scenario, out_dir=None, time_scale=DEFAULT_SCALE, heap="64k", seed=None,
+    def __init__(self, site, scenario, out_dir=None, time_scale=DEFAULT_SCALE, heap=None, seed=None,
                  pacing=False, lead_s=60.0, io_timeout_ms=None, progress=None):
         if seed is not None:
             scenario = scenario.with_seed(seed)
@@ -208,7 +211,7 @@ class Simulation:
         self.scenario = scenario
         self.out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="emlog-sim-"))
         self.scale = float(time_scale)
-        self.heap = heap
+        self.heap = heap or HIL_HEAP
         self.pacing = pacing
         self.lead_s = lead_s
         self.config = hil_config(site, self.scale, io_timeout_ms)
@@ -416,7 +419,8 @@ def run(args):
         raise UserError("%s; run from an emlog checkout with the firmware present" % exc) from None
     died = False
     try:
-        next_report = time.monotonic()
+        view = LiveView(sys.stdout, offset_min=offset, start=scenario.start, end=end,
+                        plain_every_s=60.0 * args.progress)
         while True:
             now = sim.clock.now()
             if now >= end + 5:
@@ -426,19 +430,11 @@ def run(args):
                 print("firmware exited with code %s; last lines:\n%s"
                       % (sim.fw.proc.poll(), sim.fw.log_tail(15)), flush=True)
                 break
-            if time.monotonic() >= next_report:
-                next_report += args.progress
-                frames = sim.records()
-                by = {}
-                for r in frames:
-                    by[r.get("cn")] = by.get(r.get("cn"), 0) + 1
-                alarms = sim.fw.log_lines("WARN") + sim.fw.log_lines("ERROR")
-                lag = (sim.fw.stats or {}).get("lag")
-                print("sim %s  +%5.0fs  frames %d %s  lag %s  alarms %d%s" % (
-                    _fmt_sim(now, offset), now - scenario.start, len(frames),
-                    " ".join("%s:%d" % kv for kv in sorted(by.items(), key=lambda kv: str(kv[0]))), lag,
-                    len(alarms), ("  last: " + alarms[-1][:80]) if alarms else ""), flush=True)
-            sim.wait_for(lambda s: False, min(1.0, max(0.05, sim.clock.real_delay(end + 5))))
+            update_from_sim(view, sim)
+            tick = view.min_redraw_s if view.tty else 1.0
+            sim.wait_for(lambda s: False, min(tick, max(0.05, sim.clock.real_delay(end + 5))))
+        view.observe(sim.records())
+        view.finish(*sim_inputs(sim))
         if not died:
             sim.fw.request_stats(5.0)
     finally:
@@ -446,6 +442,7 @@ def run(args):
     print("done: %d frames %s; peak heap %s B; firmware CPU %s s; lag %s; wrote %s and %s" % (
         summary["records_received"], json.dumps(summary["frames"]), summary["peak_heap_bytes"],
         summary["firmware_cpu_s"], summary["lag"], out / "received.jsonl", out / "summary.json"), flush=True)
+    print("report: %s" % write_report(out, site=sim.config), flush=True)
     return 1 if died else 0
 
 
@@ -454,7 +451,7 @@ def register(subparsers):
         "simulate", help="run a whole emulated site: instruments, firmware (MicroPython), platform",
         description="Runs the emulated instruments of a site on ptys, the real firmware under the "
         "MicroPython unix port with an emulated heap, and the HJ 212 platform, on a scaled clock. Writes "
-        "OUT/received.jsonl (every frame the platform received) and OUT/summary.json.")
+        "OUT/received.jsonl (every frame the platform received), OUT/summary.json and OUT/report.html (plots).")
     p.add_argument("--duration", default=DEFAULT_DURATION,
                    help="simulated time: 3600, 3600s, 90m, 1h (default %(default)s)")
     p.add_argument("--out", required=True, help="output directory")
@@ -462,8 +459,11 @@ def register(subparsers):
     p.add_argument("--scenario", help="scenario JSON; default scenarios/reference.json")
     p.add_argument("--time-scale", type=float, default=DEFAULT_SCALE,
                    help="sim seconds per real second (default %(default)s)")
-    p.add_argument("--heap", default="64k", help="MicroPython heap (default %(default)s, as on the ESP32)")
+    p.add_argument("--heap", default=HIL_HEAP,
+                   help="MicroPython heap of the firmware (default %(default)s; see README, Heap)")
     p.add_argument("--seed", type=int, default=None, help="scenario noise seed (default: the scenario's)")
     p.add_argument("--pacing", action="store_true", help="pace emulated replies at the bus baud rate")
-    p.add_argument("--progress", type=float, default=5.0, help="seconds between progress lines (default 5)")
+    p.add_argument("--progress", type=float, default=5.0,
+                   help="sim minutes between plain progress lines when stdout is not a terminal (default 5); "
+                   "on a terminal a status block is redrawn in place")
     p.set_defaults(func=run)

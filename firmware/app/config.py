@@ -13,7 +13,7 @@ UNIT_CONVERSIONS = (("ppm", "mg/m3"), ("ug/m3", "mg/m3"), ("mg/m3", "mg/m3"))
 _SEGMENT_CHARS = ";,=&\r\n"
 
 KEYS = {
-    "": ("schema", "site", "logger", "buses", "stations", "centers"),
+    "": ("schema", "site", "logger", "buses", "stations", "centers", "rules"),
     "site": ("name", "utc_offset_min"),
     "logger": ("sample_s", "rtd_interval_s", "min_interval_min", "valid_fraction", "o2_guard"),
     "bus": (
@@ -338,9 +338,30 @@ def validate(cfg, folder=None):
                             maxlen=16,
                             what="the station's password on this center (no default is shipped)",
                         )
+    if cfg.get("rules") is not None:
+        # Rules section (firmware/RULES.md): checked by app/rules/check.py, which also merges limit presets.
+        limits = folder[: folder.rfind("/")] + "/limits" if folder else None
+        _rules_checker().check(c, cfg, points, limits)
     if c.errors:
         raise ConfigError(c.errors)
     return cfg
+
+
+def _rules_checker():
+    try:
+        from app.rules import check
+
+        return check
+    except ImportError:
+        # Host tools load this file by path (no `app` package): load the checker next to it the same way.
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(
+            "emlog_rules_check", __file__[: __file__.rfind("/")] + "/rules/check.py"
+        )
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
 
 
 def _alnum(s):

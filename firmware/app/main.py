@@ -40,12 +40,16 @@ class App:
         self.healthy = False
         self.wdt = None
         self.records = {}  # kind -> records handed over by the acquisition
+        self.commands = None  # app.commands.Commands (platform commands), when running
+        self.history = None  # history source for platform recall (RamHistory until the store is wired)
         self.stopping = False
 
     # -- records from the acquisition ------------------------------------------------------------
     def on_record(self, rec):
         kind = rec.get("kind")
         self.records[kind] = self.records.get(kind, 0) + 1
+        if self.history is not None and hasattr(self.history, "add"):
+            self.history.add(rec)
         for up in self.by_station.get(rec.get("station"), ()):
             up.offer(rec)
 
@@ -230,8 +234,12 @@ class App:
             log.error("config", line)
 
     def start_normal(self, cfg):
+        from app.commands import Commands, RamHistory
+        from app.params import Params
         from app.uplink import Uplink
 
+        params = Params(self.fs_root)
+        params.overlay(cfg)  # platform-set intervals survive reboots
         self.cfg = cfg
         offset = cfg["site"]["utc_offset_min"]
         override = _center_override(self.hal)
@@ -250,6 +258,19 @@ class App:
                 self.links.append(up)
                 self.by_station.setdefault(st["name"], []).append(up)
         self.acq = _make_acquisition(cfg, self.hal, self.clock, self.on_record)
+        self.history = RamHistory(offset * 60)
+        self.commands = Commands(
+            self.clock.now,
+            offset * 60,
+            cfg["logger"],
+            params=params,
+            set_time=getattr(self.hal, "set_time", None),
+            acq=self.acq,
+            history=self.history,
+            stations=dict([(s["name"], s) for s in cfg["stations"]]),
+        )
+        for up in self.links:
+            self.commands.attach(up)
         self.mode = "run"
 
     async def run(self):
@@ -310,6 +331,7 @@ def load_config(fs_root):
 
 def main(boot_state=None):
     import hal
+
     from app import clock as clockmod
 
     clock = clockmod.Clock(hal) if hasattr(clockmod, "Clock") else clockmod

@@ -10,17 +10,18 @@ sees the same attempts as a real one). The backoff is exponential, capped, jitte
 
 Platform requests: a request whose ST/MN/PW/QN is wrong gets 9011 with the matching QnRtn, an unknown
 CN gets 9011 QnRtn=8 (CN error), a frame with a bad CRC gets 9011 QnRtn=9 when its QN can be read.
-Other valid requests are logged and not answered yet (platform commands come in the next issue).
+Valid requests go to `self.commands` (app/commands.py) when one is attached, else they are logged only.
+Command flows run one at a time per link in a worker task (`submit`), holding `self.lock` so no upload
+is interleaved with a flow's packets; `send_acked` sends a packet of a flow and waits for its 9014/9013.
 """
 
 import asyncio
 
 from app import log
 from app.queue import RecordQueue
-
 from protocols import hj212
 
-CN_FOR_KIND = {"rtd": "2011", "min": "2051", "hour": "2061", "day": "2031", "restart": "2081"}
+CN_FOR_KIND = {"rtd": "2011", "min": "2051", "hour": "2061", "day": "2031", "restart": "2081", "info": "3020"}
 FIELDS_RTD = ("Rtd", "ZsRtd")
 FIELDS_PERIOD = ("Cou", "Min", "Avg", "Max", "ZsMin", "ZsAvg", "ZsMax")
 CONNECT_TIMEOUT_S = 10  # real seconds
@@ -64,6 +65,7 @@ SYSTEM_CNS = ("9011", "9012", "9013", "9014")  # replies are never answered
 BACKOFF_FIRST_S = 1  # sim seconds
 BACKOFF_MAX_S = 60
 READ_CHUNK = 256
+MAX_PENDING_CMDS = 4
 
 
 def fmt_num(v):
@@ -232,6 +234,7 @@ class Uplink:
             "rx_bad": 0,
             "rx_unexpected": 0,
             "replies_9011": 0,
+            "requests": 0,
         }
         self._last_qn = 0
         self._ev = asyncio.Event()
@@ -240,6 +243,15 @@ class Uplink:
         self._dead = False
         self._writer = None
         self.last_ack_t = None
+        self.commands = None  # app.commands.Commands, attached by the app
+        self.lock = asyncio.Lock()  # held by an upload in flight or a command flow
+        self.down_since = clock()  # sim time the link was last seen down (boot counts as down)
+        self._cmd_ev = asyncio.Event()
+        self._cmd_qn = None
+        self._cmd_reply = None
+        self._cmd_acked = False
+        self._cmds = []  # pending command flows (async callables), run by _worker in order
+        self._worker = None
 
     # -- records in -------------------------------------------------------------------------------------
 
@@ -255,6 +267,11 @@ class Uplink:
         self.queue.put(kind, rec["t"], encode_cp(rec, self.offset_s))
         self._ev.set()
         return True
+
+    def offer_cp(self, kind, t, cp):
+        """Queues an already encoded upload (e.g. kind "info": a 3020 log line for the platform)."""
+        self.queue.put(kind, t, cp)
+        self._ev.set()
 
     def restart_notice(self, boot_t):
         """Queues the 2081 restart notice (sent first on the first connection)."""
@@ -317,6 +334,7 @@ class Uplink:
             except Exception as exc:
                 log.warn("uplink", "%s: link down (%s)" % (self.name, _why(exc)))
             self.connected = False
+            self.down_since = self.clock()
             self.c["link_down"] += 1
             try:
                 writer.close()
@@ -330,6 +348,8 @@ class Uplink:
         self._dead = False
         self._writer = writer
         rx = asyncio.create_task(self._reader(reader))
+        if self.commands is not None:
+            self.commands.on_connect(self, self.clock() - self.down_since)
         try:
             while not self._dead:
                 item = self.queue.head()
@@ -337,13 +357,22 @@ class Uplink:
                     self._ev.clear()
                     await self._ev.wait()
                     continue
-                if not await self._send(item):
+                await self.lock.acquire()
+                try:
+                    ok = await self._send(item)
+                finally:
+                    self.lock.release()
+                if not ok:
                     raise OSError("no 9014 after %d sends" % (1 + self.recount))
                 self.queue.done(item)
             raise OSError("closed by the center")
         finally:
             self._writer = None
             rx.cancel()
+            self._cmds = []
+            if self._worker is not None:
+                self._worker.cancel()
+                self._worker = None
 
     async def _send(self, item):
         kind, t, body = item
@@ -412,6 +441,7 @@ class Uplink:
             log.warn("uplink", "%s: receive failed (%s)" % (self.name, _why(exc)))
         self._dead = True
         self._ev.set()
+        self._cmd_ev.set()
 
     async def _handle(self, item):
         if not item.ok:
@@ -428,6 +458,10 @@ class Uplink:
             return
         pkt = item
         self.c["rx_frames"] += 1
+        if pkt.qn is not None and pkt.qn == self._cmd_qn and pkt.cn == self._cmd_reply and pkt.mn == self.mn:
+            self._cmd_acked = True  # the 9014/9013 a command flow waits for
+            self._cmd_ev.set()
+            return
         if pkt.cn == hj212.CN_DATA_ACK:
             if pkt.qn == self._await_qn and pkt.mn == self.mn:
                 self._acked = True
@@ -443,7 +477,7 @@ class Uplink:
             log.warn("uplink", "%s: unexpected %s QN=%s; ignored" % (self.name, pkt.cn, pkt.qn))
             return
         try:
-            hj212.check_request(pkt, mn=self.mn, pw=self.pw, known_cns=KNOWN_CNS)
+            hj212.check_request(pkt, mn=self.mn, pw=self.pw, st=self.st, known_cns=KNOWN_CNS)
         except hj212.Hj212Error as exc:
             log.warn(
                 "uplink",
@@ -452,8 +486,83 @@ class Uplink:
             if pkt.qn:
                 await self._reply_9011(pkt, exc.qn_rtn)
             return
+        if self.commands is not None:
+            self.c["requests"] += 1
+            await self.commands.on_request(self, pkt)
+            return
         self.c["rx_unexpected"] += 1
         log.info("uplink", "%s: CN=%s QN=%s not supported yet; ignored" % (self.name, pkt.cn, pkt.qn))
+
+    # -- command flows (used by app/commands.py) ---------------------------------------------------------
+
+    def submit(self, flow):
+        """Queues `flow` (async callable, no arguments) to run after the flows before it; False if full."""
+        if len(self._cmds) >= MAX_PENDING_CMDS:
+            return False
+        self._cmds.append(flow)
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._run_cmds())
+        return True
+
+    async def _run_cmds(self):
+        try:
+            while self._cmds:
+                flow = self._cmds.pop(0)
+                await self.lock.acquire()
+                try:
+                    await flow()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warn("uplink", "%s: command flow failed (%s)" % (self.name, _why(exc)))
+                finally:
+                    self.lock.release()
+        finally:
+            self._worker = None
+
+    async def send(self, packet):
+        """Writes one Packet (a reply or response of a flow)."""
+        await self._write(packet.encode())
+
+    async def send_acked(self, cn, cp, reply_cn=hj212.CN_DATA_ACK, ack=True):
+        """Sends `cp` (CP text) as CN with a new QN; with `ack` (Flag A=1) waits for `reply_cn` with that
+        QN, re-sending after OverTime at most ReCount times. True when answered (or no ack wanted)."""
+        qn = self.new_qn()
+        pkt = self.packet(qn, cn, cp, flag=self.flag_ack if ack else self.flag_reply)
+        if not ack:
+            await self._write(pkt)
+            return True
+        self._cmd_qn = qn
+        self._cmd_reply = reply_cn
+        self._cmd_acked = False
+        try:
+            for attempt in range(1 + self.recount):
+                await self._write(pkt)
+                if await self._wait_cmd(self.overtime_s):
+                    return True
+                if self._dead:
+                    return False
+                log.warn("uplink", "%s: no %s for CN=%s QN=%s (send %d of %d)"
+                         % (self.name, reply_cn, cn, qn, attempt + 1, 1 + self.recount))
+            return False
+        finally:
+            self._cmd_qn = None
+
+    async def _wait_cmd(self, timeout_s):
+        import time
+
+        start = time.ticks_ms()
+        total = int(timeout_s * 1000)
+        while not self._cmd_acked and not self._dead:
+            left = total - time.ticks_diff(time.ticks_ms(), start)
+            if left <= 0:
+                return False
+            self._cmd_ev.clear()
+            try:
+                await asyncio.wait_for(self._cmd_ev.wait(), left / 1000)
+            except asyncio.TimeoutError:
+                return self._cmd_acked
+        return self._cmd_acked
 
     async def _reply_9011(self, req, qn_rtn):
         self.c["replies_9011"] += 1

@@ -24,6 +24,11 @@ from pathlib import Path
 from host_tools import REPO_ROOT
 from host_tools.micropython import micropython_executable
 
+# Heap given to the firmware under the 64-bit unix port. The app's loaded bytecode alone takes ~180 KB
+# there (pointers are 8 bytes; an ESP32 is 32-bit), so 64 KiB cannot hold it: see README "Heap".
+# Override with EMLOG_HIL_HEAP to experiment.
+HIL_HEAP = os.environ.get("EMLOG_HIL_HEAP", "384k")
+
 STATS_PREFIXES = ("STATS ", "COUNTERS ")  # periodic lines, and the console `counters` reply
 
 
@@ -48,7 +53,7 @@ def compiled_firmware():
 
 
 class FirmwareProcess:
-    def __init__(self, fs_dir, uarts, clock, heap="64k", centers=None, extra_env=None, main=None, compiled=True):
+    def __init__(self, fs_dir, uarts, clock, heap=HIL_HEAP, centers=None, extra_env=None, main=None, compiled=True):
         self.fs_dir = Path(fs_dir)
         self.uarts = {str(k): v for k, v in uarts.items()}
         self.clock = clock
