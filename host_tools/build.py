@@ -18,7 +18,7 @@ from host_tools.image import (
     verify_image_with_micropython,
     write_build_output,
 )
-from host_tools.siteconfig import load_site
+from host_tools.siteconfig import load_site, locator
 
 
 def register(sub):
@@ -30,23 +30,36 @@ def register(sub):
     p.set_defaults(func=cmd_build)
 
 
-def check_pins(config, board):
-    """Every bus of the site must be a RS-485 port the board has, with the board's pins."""
+def check_pins(config, board, where=None):
+    """Every bus of the site must be a RS-485 port the board has, with the board's pins; every rule relay
+    must be a relay output of the board. `where(config_path)` names the site file and line."""
+    where = where or (lambda config_path: "site")
     ports = {port["uart"]: port for port in board.get("rs485", [])}
     problems = []
     for i, bus in enumerate(config["buses"]):
         port = ports.get(bus["uart"])
         if port is None:
-            problems.append("buses[%d] (%s): board %s has no RS-485 port on UART%s; it has UART %s"
-                            % (i, bus["name"], board["name"], bus["uart"], ", ".join(str(u) for u in sorted(ports))))
+            p = "buses[%d].uart" % i
+            problems.append("%s: %s: bus %s is on UART%s, but board %s has RS-485 ports on UART %s only; "
+                            "set uart to one of them" % (where(p), p, bus["name"], bus["uart"], board["name"],
+                                                         ", ".join(str(u) for u in sorted(ports))))
             continue
         for pin in ("tx", "rx", "de"):
             if bus[pin] != port[pin]:
-                problems.append("buses[%d] (%s): %s = %s, but board %s wires UART%s %s to GPIO%s; set %s = %s"
-                                % (i, bus["name"], pin, bus[pin], board["name"], bus["uart"], pin.upper(),
-                                   port[pin], pin, port[pin]))
+                p = "buses[%d].%s" % (i, pin)
+                problems.append("%s: %s: GPIO%s, but board %s wires UART%s %s to GPIO%s; set %s = %s"
+                                % (where(p), p, bus[pin], board["name"], bus["uart"], pin.upper(), port[pin],
+                                   pin, port[pin]))
+    relays = [r["name"] for r in board.get("relays", [])]
+    for i, rule in enumerate((config.get("rules") or {}).get("list") or []):
+        relay = rule.get("relay")
+        if relay is not None and relay not in relays:
+            p = "rules.list[%d].relay" % i
+            problems.append("%s: %s: rule %s drives relay %r, which board %s does not have; use one of %s"
+                            % (where(p), p, rule.get("name"), relay, board["name"], ", ".join(relays) or "(none)"))
     if problems:
-        raise UserError("the site does not fit the board:\n  " + "\n  ".join(problems))
+        raise UserError("the site does not fit board %s (boards/%s.json):\n  %s"
+                        % (board["name"], board["name"], "\n  ".join(problems)))
 
 
 class _Progress:
@@ -70,7 +83,7 @@ def build(site_path, board_name, out_dir, micropython_version=None, progress=Non
     progress = progress or (lambda *a: None)
     config = load_site(site_path)
     board = load_board(board_name)
-    check_pins(config, board)
+    check_pins(config, board, locator(site_path))
     entry = micropython_entry(board, micropython_version)
     app = compile_tree_to_mpy([(REPO_ROOT / "firmware", ""), (REPO_ROOT / "protocols", "protocols")],
                               entry["mpy"], progress=progress)

@@ -20,11 +20,17 @@ CODES = json.loads((REPO_ROOT / "protocols" / "codes.json").read_text(encoding="
 PLACEHOLDER = "CHANGE"
 
 
-def _device_validator():
-    spec = importlib.util.spec_from_file_location("emlog_device_config", REPO_ROOT / "firmware" / "app" / "config.py")
+def firmware_module(relpath, name=None):
+    """A firmware module loaded by path under CPython (no `app` package import, no device HAL)."""
+    name = name or "emlog_fw_" + relpath.replace("/", "_").replace(".py", "")
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "firmware" / relpath)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _device_validator():
+    return firmware_module("app/config.py", "emlog_device_config")
 
 
 class SiteError(UserError):
@@ -101,10 +107,41 @@ def load_site(path, allow_placeholders=False):
         for line in exc.errors:
             where, _, message = line.partition(": ")
             if where not in reported:  # a placeholder already explains this value
-                problems.append((where, message))
+                problems.append((where, _hint(where, message)))
     if problems:
         raise SiteError(_located(path, lines, problems))
     return config
+
+
+def _hint(where, message):
+    """Adds a spelling suggestion to the device checker's 'unknown key' and 'unknown template' messages."""
+    key = where.rsplit(".", 1)[-1]
+    if message.startswith("unknown key; expected one of "):
+        options = [o.strip() for o in message[len("unknown key; expected one of "):].split(",")]
+        near = difflib.get_close_matches(key, options, n=1)
+        if near:
+            return "unknown key %r; did you mean %r? (expected one of %s)" % (key, near[0], ", ".join(options))
+    elif message.startswith("unknown template "):
+        name = message.split("'")[1] if "'" in message else ""
+        known = sorted(p.stem for p in (REPO_ROOT / "protocols" / "templates").glob("*.json"))
+        near = difflib.get_close_matches(name, known, n=1)
+        return "unknown template %r; %sexpected one of %s (files in protocols/templates/)" % (
+            name, "did you mean %r? " % near[0] if near else "", ", ".join(known))
+    return message
+
+
+def locator(path):
+    """where -> 'FILE:LINE' for config paths of the site file at `path` (host checks made after load_site)."""
+    path = Path(path)
+    try:
+        lines = line_map(path.read_text(encoding="utf-8")) if path.suffix != ".json" else {}
+    except OSError:
+        lines = {}
+
+    def where(config_path):
+        return "%s:%s" % (path, line_of(lines, config_path) or "?")
+
+    return where
 
 
 def _located(path, lines, problems):
