@@ -61,17 +61,6 @@ def _alloc(fn):
         gc.collect()
 
 
-def crc_bitwise(data):
-    """Appendix A's C loop as written (the speed the table replaces)."""
-    crc_reg = 0xFFFF
-    for byte in data:
-        crc_reg = (crc_reg >> 8) ^ byte
-        for _ in range(8):
-            check = crc_reg & 0x0001
-            crc_reg >>= 1
-            if check == 0x0001:
-                crc_reg ^= 0xA001
-    return crc_reg
 
 
 # Flue-gas minute record (2051) as in hj212.md 8.2, widened to the usual CEMS channel set.
@@ -100,6 +89,8 @@ def minute_packet(hj212):
 
 
 def measure():
+    from hj212_reference import crc_appendix_a as crc_bitwise  # Appendix A's loop as written
+
     gc = None
     if MPY:
         import gc
@@ -159,13 +150,15 @@ def measure():
 
 def main():
     if MPY:
-        sys.path.insert(0, sys.argv[2])
+        sys.path.insert(0, sys.argv[2] + "/tests")
+        sys.path.insert(0, sys.argv[2])  # before tests/, whose protocols/ folder would shadow the package
         print(json.dumps(measure()))
         return
     import os
     import subprocess
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.join(root, "tests"))
     sys.path.insert(0, root)
     cpy = measure()
     exe = os.path.join(os.path.dirname(sys.executable), "micropython")

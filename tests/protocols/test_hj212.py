@@ -8,6 +8,7 @@ were worked out by hand. None was produced by protocols.hj212.
 
 import sys
 
+from hj212_reference import crc_appendix_a
 from portable import raises
 
 from protocols import hj212
@@ -30,17 +31,6 @@ A_SEGMENT = ("QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000
 A_FRAME = b"##0101" + A_SEGMENT.encode() + b"1C80\r\n"  # HJ 212-2017 Appendix A, as printed
 
 
-def crc_appendix_a(data):
-    """Straight transcription of the C function in Appendix A (bit by bit, no table)."""
-    crc_reg = 0xFFFF
-    for byte in data:
-        crc_reg = (crc_reg >> 8) ^ byte
-        for _ in range(8):
-            check = crc_reg & 0x0001
-            crc_reg >>= 1
-            if check == 0x0001:
-                crc_reg ^= 0xA001
-    return crc_reg
 
 
 def read_lines(path):

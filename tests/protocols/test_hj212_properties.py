@@ -6,6 +6,7 @@ CRC, hand-built segment strings, and Python's datetime for QN arithmetic.
 
 import datetime
 
+from hj212_reference import crc_appendix_a
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -15,16 +16,6 @@ from protocols.hj212 import Hj212Error
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def crc_appendix_a(data):
-    crc_reg = 0xFFFF
-    for byte in data:
-        crc_reg = (crc_reg >> 8) ^ byte
-        for _ in range(8):
-            check = crc_reg & 0x0001
-            crc_reg >>= 1
-            if check == 0x0001:
-                crc_reg ^= 0xA001
-    return crc_reg
 
 
 def framed(segment_bytes, length=None, crc=None):

@@ -10,19 +10,12 @@ here is a plain bitwise transcription of Appendix A, independent of protocols.hj
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: the reference CRC
+from hj212_reference import crc_appendix_a
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def crc_appendix_a(data):
-    crc_reg = 0xFFFF
-    for byte in data:
-        crc_reg = (crc_reg >> 8) ^ byte
-        for _ in range(8):
-            check = crc_reg & 0x0001
-            crc_reg >>= 1
-            if check == 0x0001:
-                crc_reg ^= 0xA001
-    return crc_reg
 
 
 def segments(text):

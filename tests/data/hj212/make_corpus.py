@@ -7,21 +7,15 @@ never from protocols.hj212; the expected reason of each bad frame is chosen by h
 was damaged. Frames copied from docs/hj212.md keep the CRCs printed there.
 """
 
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: the reference CRC
+from hj212_reference import crc_appendix_a
 
 HERE = Path(__file__).resolve().parent
 
 
-def crc_appendix_a(data):
-    crc_reg = 0xFFFF
-    for byte in data:
-        crc_reg = (crc_reg >> 8) ^ byte
-        for _ in range(8):
-            check = crc_reg & 0x0001
-            crc_reg >>= 1
-            if check == 0x0001:
-                crc_reg ^= 0xA001
-    return crc_reg
 
 
 def framed(segment, length=None, crc=None, tail=b"\r\n"):
