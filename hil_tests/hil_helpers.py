@@ -6,8 +6,13 @@ from host_tools import REPO_ROOT
 from host_tools.emulators.scenario import Scenario
 
 
-def reference_site():
-    return json.loads((REPO_ROOT / "sites" / "reference.json").read_text(encoding="utf-8"))
+def reference_site(centers=("national",)):
+    """sites/reference.json with only the named centers (None: all). The HIL tests written for one
+    platform keep the national center; the backup center is exercised by test_hil_outage_powercuts."""
+    site = json.loads((REPO_ROOT / "sites" / "reference.json").read_text(encoding="utf-8"))
+    if centers is not None:
+        site["centers"] = [c for c in site["centers"] if c["name"] in centers]
+    return site
 
 
 def load_scenario(name):
@@ -15,12 +20,23 @@ def load_scenario(name):
 
 
 def first_records(sim, kind):
-    """{(station, t): record} keeping the first frame of each period (a retried frame may come twice)."""
+    """{(station, t): record} keeping the first frame of each period (a retried frame may come twice).
+
+    A record split in parts (HJ 212 Flag D, PNUM/PNO: each part its own frame with the same DataTime) is
+    merged like the platform does: values of later frames add the codes the first one lacked."""
     out = {}
     for r in sim.records(kind=kind):
         if r.get("crc_ok") is False or r.get("error") or "t" not in r:
             continue
-        out.setdefault((r["station"], r["t"]), r)
+        key = (r["station"], r["t"])
+        got = out.get(key)
+        if got is None:
+            got = dict(r)
+            got["values"] = dict(r.get("values") or {})
+            out[key] = got
+        else:
+            for code, vals in (r.get("values") or {}).items():
+                got["values"].setdefault(code, vals)
     return out
 
 
@@ -48,3 +64,62 @@ def counter(counters, *substrings):
     """Sum of the numeric counters whose name contains one of `substrings`."""
     return sum(v for k, v in counters.items()
                if isinstance(v, (int, float)) and any(s in k.lower() for s in substrings))
+
+
+def load_site(name):
+    """A site of sites/ by name (sites/NAME.json)."""
+    return json.loads((REPO_ROOT / "sites" / (name + ".json")).read_text(encoding="utf-8"))
+
+
+def run_simulation(out_dir, site, scenario, until_offset_s, scale, lead_s=60.0, wait_for=None, **kw):
+    """Starts a Simulation, waits (on frames and the sim clock) for the scenario offset and then for
+    `wait_for(sim)` (if given), stops it and returns it. Extra keyword arguments go to Simulation
+    (outages=[{"center", "from", "to"}], power_cuts=[offsets], ...)."""
+    from host_tools.simulate import Simulation
+
+    if isinstance(scenario, str):
+        scenario = load_scenario(scenario)
+    sim = Simulation(site, scenario, out_dir, time_scale=scale, lead_s=lead_s, **kw)
+    sim.start()
+    try:
+        end = scenario.start + until_offset_s
+        real = (until_offset_s + lead_s) / scale
+        reached = sim.wait_until(end, timeout=real * 2 + 60)
+        if reached and wait_for is not None:
+            sim.wait_for(wait_for, timeout=real / 2 + 60)
+        if sim.fw.alive():
+            sim.fw.request_stats(10.0)
+    finally:
+        sim.stop()
+    assert not sim.fw.safe_mode(), "firmware in safe mode:\n" + "\n".join(sim.firmware_lines()[-40:])
+    assert reached, "firmware stopped before sim offset %d s:\n%s" % (
+        until_offset_s, "\n".join(sim.firmware_lines()[-40:]))
+    return sim
+
+
+def info_events(sim, center=None):
+    """The rule events the platform received (CN 3020 with i11001-Info), one per (center, DataTime, text):
+    [{"center", "t", "datatime", "text", "alarm" ("1"/"0"/None), "polid", "stations", "received_sim",
+    "crc_ok"}] in order of first arrival. Site-wide events come once per station link; they are merged."""
+    out = {}
+    for r in sim.records(center=center):
+        if r.get("cn") != "3020" or r.get("error"):
+            continue
+        vals = r.get("values") or {}
+        text = (vals.get("i11001") or {}).get("Info")
+        if not isinstance(text, str):
+            continue
+        if text.startswith("//") and text.endswith("//") and len(text) >= 4:
+            text = text[2:-2]
+        alarm = (vals.get("i12003") or {}).get("Info")
+        if isinstance(alarm, float):
+            alarm = "%d" % alarm
+        key = (r["center"], r.get("datatime"), text)
+        ev = out.get(key)
+        if ev is None:
+            out[key] = {"center": r["center"], "t": r.get("t"), "datatime": r.get("datatime"), "text": text,
+                        "alarm": alarm, "polid": (r.get("cp") or {}).get("PolId"), "stations": [r.get("station")],
+                        "received_sim": r["received_sim"], "crc_ok": r.get("crc_ok")}
+        else:
+            ev["stations"].append(r.get("station"))
+    return list(out.values())

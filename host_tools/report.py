@@ -22,6 +22,7 @@ import re
 import time
 from pathlib import Path
 
+from host_tools import REPO_ROOT
 from host_tools.errors import UserError
 
 FLAG_COLOURS = {"F": "#7f7f7f", "M": "#9467bd", "S": "#17becf", "D": "#d62728", "C": "#ff7f0e",
@@ -116,6 +117,33 @@ def _limit_value(v):
     return float(v) if _f(v) is not None else None
 
 
+def _preset(name):
+    """A limit preset (protocols/limits/FILE.json, key) as a dict, or {} when it cannot be read."""
+    fname, _, key = str(name).partition("/")
+    try:
+        data = json.loads((REPO_ROOT / "protocols" / "limits" / (fname + ".json")).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return (data.get("presets") or {}).get(key) or {}
+
+
+def _rule_limits(rules):
+    """[((station, code), limit, source)] from the `limit` rules of a firmware/RULES.md `rules.list`
+    (the first rule of a channel wins; a preset supplies the limit unless the rule overrides it)."""
+    out = []
+    for rule in rules:
+        if not isinstance(rule, dict) or rule.get("type") != "limit" or rule.get("enabled") is False:
+            continue
+        station, _, code = str(rule.get("channel") or "").rpartition("/")
+        lim = _f(rule.get("limit"))
+        if lim is None and rule.get("preset"):
+            lim = _f(_preset(rule["preset"]).get("limit"))
+        if code and lim is not None:
+            src = "rule %s" % rule.get("name", "?") + (" (%s)" % rule["preset"] if rule.get("preset") else "")
+            out.append(((station or None, code), float(lim), src))
+    return out
+
+
 def limits_from(summary, site=None):
     """{(station or None, code): (limit, source)} from summary['limits'] and the site's `rules`.
     Accepted shapes: {code: x}, {station: {code: x}}, {"station/code": x}, x a number or {"limit": x};
@@ -147,7 +175,12 @@ def limits_from(summary, site=None):
 
     add((summary or {}).get("limits"), "summary.json limits")
     if site:
-        add(site.get("rules"), "site rules")
+        rules = site.get("rules")
+        if isinstance(rules, dict) and isinstance(rules.get("list"), list):
+            for key, lim, source in _rule_limits(rules["list"]):
+                out.setdefault(key, (lim, source))
+        else:
+            add(rules, "site rules")
         for st in site.get("stations", ()):
             for ch in st.get("channels", ()):
                 lim = _limit_value(ch.get("limit")) if ch.get("limit") is not None else None
@@ -243,6 +276,10 @@ def event_list(summary, records):
     for ev in summary.get("platform_events") or []:
         out.append({"t": ev.get("sim_t"), "station": None, "kind": "platform",
                     "text": "center %s %s" % (ev.get("center"), "up" if ev.get("up") else "down")})
+    cuts = summary.get("power_cuts")
+    for cut in (cuts.get("cuts") or []) if isinstance(cuts, dict) else []:
+        out.append({"t": cut.get("sim_t"), "station": None, "kind": "power cut",
+                    "text": "power cut (SIGKILL), logger back at %s" % cut.get("up_sim_t")})
     for line in summary.get("firmware_errors") or []:
         m = _T_RE.search(line)
         out.append({"t": float(m.group(1)) if m else None, "station": None, "kind": "firmware error",

@@ -12,7 +12,10 @@ import asyncio
 import calendar
 import copy
 import json
+import random
 import re
+import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -21,7 +24,7 @@ from pathlib import Path
 
 from host_tools import REPO_ROOT
 from host_tools.emulators.bus import build_buses
-from host_tools.emulators.firmware_proc import HIL_HEAP, FirmwareProcess
+from host_tools.emulators.firmware_proc import HIL_HEAP, FirmwareProcess, compiled_firmware
 from host_tools.emulators.scenario import Scenario, ScenarioError, SimClock
 from host_tools.errors import UserError
 from host_tools.live import LiveView, sim_inputs, update_from_sim
@@ -29,9 +32,12 @@ from host_tools.report import write_report
 
 CN_KIND = {"2011": "rtd", "2051": "min", "2061": "hour", "2031": "day", "2081": "restart"}
 DEFAULT_SITE = REPO_ROOT / "sites" / "reference.json"
-DEFAULT_SCENARIO = REPO_ROOT / "scenarios" / "reference.json"
+SCENARIO_DIR = REPO_ROOT / "scenarios"
+DEFAULT_SCENARIO = SCENARIO_DIR / "reference.json"
+DEFAULT_OUT = REPO_ROOT / "out" / "simulate"
 DEFAULT_DURATION = "30m"
 DEFAULT_SCALE = 30.0
+RESTART_DELAY_S = 0.3  # real seconds a power cut keeps the logger off before it boots again
 
 
 # ---- inputs -----------------------------------------------------------------------------------------
@@ -48,6 +54,65 @@ def parse_duration(text):
     if total <= 0:
         raise UserError("duration %r must be positive" % (text,))
     return total
+
+
+def _offset(text, what):
+    """Sim seconds from a start/end of --outage: a duration, or 0."""
+    if re.fullmatch(r"0+(\.0*)?[dhms]?", str(text).strip().lower()):
+        return 0.0
+    try:
+        return parse_duration(text)
+    except UserError:
+        raise UserError("--outage %s %r not understood; use e.g. backup=6h-12h or national=90m-2h"
+                        % (what, text)) from None
+
+
+def parse_outage(text):
+    """{"center", "from", "to"} (sim seconds from the scenario start) from 'CENTER=START-END'."""
+    m = re.fullmatch(r"\s*([^=\s]+)\s*=\s*([^-\s]+)\s*-\s*([^-\s]+)\s*", str(text))
+    if not m:
+        raise UserError("--outage %r: expected CENTER=START-END in sim time from the start, e.g. backup=6h-12h"
+                        % (text,))
+    start, end = _offset(m.group(2), "start"), _offset(m.group(3), "end")
+    if end <= start:
+        raise UserError("--outage %r: the end must come after the start" % (text,))
+    return {"center": m.group(1), "from": start, "to": end}
+
+
+def power_cut_offsets(n, duration_s, seed):
+    """n sorted sim offsets (seconds from the scenario start) for power cuts, reproducible from seed.
+
+    Cuts fall in the middle 96 % of the run, at least 2 % of the run / n apart from each other so that
+    two restarts never overlap."""
+    if n <= 0:
+        return []
+    rng = random.Random("power-cuts:%s" % (seed,))
+    lo, hi = 0.02 * duration_s, 0.98 * duration_s
+    gap = 0.02 * duration_s / n
+    # n points with minimum spacing `gap`: sample in a shrunk interval, then spread them back out.
+    span = (hi - lo) - gap * (n - 1)
+    pts = sorted(rng.uniform(0, span) for _ in range(n))
+    return [round(lo + p + i * gap, 3) for i, p in enumerate(pts)]
+
+
+def scenario_names():
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.json"))
+
+
+def resolve_scenario(text):
+    """Scenario path from a bundled name (scenarios/NAME.json) or a file path."""
+    if text is None:
+        return DEFAULT_SCENARIO
+    p = Path(text)
+    if (SCENARIO_DIR / (str(text) + ".json")).is_file() and "/" not in str(text):
+        return SCENARIO_DIR / (str(text) + ".json")
+    if p.suffix == ".json" or "/" in str(text) or p.exists():
+        if not p.is_file():
+            raise UserError("--scenario %s: no such file; give a bundled name (%s) or a scenario JSON file"
+                            % (text, ", ".join(scenario_names())))
+        return p
+    raise UserError("--scenario %r: unknown scenario; bundled: %s (or give a JSON file path)"
+                    % (text, ", ".join(scenario_names())))
 
 
 def load_site_config(path):
@@ -204,7 +269,8 @@ class Simulation:
     """
 
     def __init__(self, site, scenario, out_dir=None, time_scale=DEFAULT_SCALE, heap=None, seed=None,
-                 pacing=False, lead_s=60.0, io_timeout_ms=None, progress=None):
+                 pacing=False, lead_s=60.0, io_timeout_ms=None, progress=None, outages=(), power_cuts=(),
+                 restart_delay_s=RESTART_DELAY_S, min_up_s=0.5):
         if seed is not None:
             scenario = scenario.with_seed(seed)
         self.site = site
@@ -226,10 +292,25 @@ class Simulation:
         self._timers = []
         self.real_t0 = None
         self.stopped_at = None
+        # Outages: --outage windows on top of the scenario's platform_down ones (same mechanism: the
+        # center's PlatformServer is stopped, so connections are refused, and started again on its port).
+        self.outages = [dict(w) for w in scenario.platform_down] + [dict(w) for w in outages]
+        # Power cuts: SIGKILL of the firmware at these sim offsets, reboot on the same fs after a real delay.
+        self.power_cuts = sorted(float(t) for t in power_cuts)
+        self.restart_delay_s = float(restart_delay_s)
+        self.min_up_s = float(min_up_s)
+        self.cuts = []  # {"planned", "sim_t", "up_sim_t"} per cut done
+        self._cutting = False
+        self._old_fws = []
+        self._main = None
+        self._stop_evt = threading.Event()
+        self._cut_thread = None
 
     # ---- life cycle -----------------------------------------------------------------------------
     def start(self):
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        # A fresh logger: a previous run's filesystem (store, cursors) in the same --out would be re-sent.
+        shutil.rmtree(self.out_dir / "fs", ignore_errors=True)
         self.clock = SimClock(self.scenario.start - self.lead_s, self.scale)
         self.real_t0 = time.time()
         self.buses = build_buses(self.config, self.scenario, self.clock, pacing=self.pacing,
@@ -237,16 +318,73 @@ class Simulation:
         for bus in self.buses.values():
             bus.start()
         self.platform = _PlatformThread(self.config, self.clock, self._on_record).start()
-        centers = {name: ("127.0.0.1", port) for name, port in self.platform.ports.items()}
-        self.fw = FirmwareProcess(self.out_dir / "fs", {u: b.path for u, b in self.buses.items()}, self.clock,
-                                  heap=self.heap, centers=centers)
+        # Compiled once for every boot of the run (power cuts restart the same image).
+        self._main = compiled_firmware()
+        self.fw = self._new_fw()
         self.fw.start(self.config)
-        for w in self.scenario.platform_down:
+        for w in self.outages:
             names = [w["center"]] if w.get("center") else [c["name"] for c in self.config["centers"]]
             for name in names:
                 self._at(self.scenario.start + w["from"], self._platform_switch, name, False)
                 self._at(self.scenario.start + w["to"], self._platform_switch, name, True)
+        if self.power_cuts:
+            self._cut_thread = threading.Thread(target=self._cut_loop, name="power-cuts", daemon=True)
+            self._cut_thread.start()
         return self
+
+    def _new_fw(self):
+        centers = {name: ("127.0.0.1", port) for name, port in self.platform.ports.items()}
+        return FirmwareProcess(self.out_dir / "fs", {u: b.path for u, b in self.buses.items()}, self.clock,
+                               heap=self.heap, centers=centers, main=self._main)
+
+    def _cut_loop(self):
+        up_real = time.monotonic()
+        for off in self.power_cuts:
+            if self._stop_evt.wait(self.clock.real_delay(self.scenario.start + off)):
+                return
+            # Let the logger boot and mark the boot good before it is cut again: three boots in a row that
+            # never became healthy put it in safe mode (its boot-loop guard), which is not what a power cut
+            # test is about. A cut due meanwhile is made late (summary: planned vs sim_t).
+            fw = self.fw
+            fw.wait_for(lambda f: "HEALTHY" in f.lines, 30.0)
+            if self._stop_evt.wait(max(0.0, up_real + self.min_up_s - time.monotonic())):
+                return
+            self.power_cut(planned=off)
+            up_real = time.monotonic()
+
+    def power_cut(self, planned=None):
+        """SIGKILL the firmware (a power cut: nothing flushed, no shutdown), reboot it on the same
+        filesystem after `restart_delay_s` real seconds."""
+        with self._cond:
+            if self.stopped_at is not None or self.fw is None:
+                return
+            self._cutting = True
+            old = self.fw
+            cut_t = self.clock.now()
+        try:
+            if old.proc is not None and old.proc.poll() is None:
+                old.cpu_s = old.cpu_seconds()
+                old.proc.send_signal(signal.SIGKILL)
+                old.proc.wait(10)
+            old.stop()
+            self._stop_evt.wait(self.restart_delay_s)
+            with self._cond:
+                if self.stopped_at is not None:
+                    return
+                self._old_fws.append(old)
+                fw = self._new_fw()
+                fw.start()
+                self.fw = fw
+                self.cuts.append({"planned": None if planned is None else self.scenario.start + planned,
+                                  "sim_t": round(cut_t, 3), "up_sim_t": round(self.clock.now(), 3)})
+        finally:
+            with self._cond:
+                self._cutting = False
+                self._cond.notify_all()
+
+    def alive(self):
+        """The logger is running (or rebooting after a power cut this simulation made)."""
+        return self._cutting or (self.fw is not None and self.fw.alive())
 
     def _at(self, sim_t, fn, *args):
         t = threading.Timer(self.clock.real_delay(sim_t), fn, args)
@@ -273,11 +411,17 @@ class Simulation:
     def stop(self):
         if self.stopped_at is not None:
             return self.summary()
-        self.stopped_at = self.clock.now()
+        self._stop_evt.set()
+        if self._cut_thread is not None:
+            self._cut_thread.join(30)
+        with self._cond:
+            self.stopped_at = self.clock.now()
         for t in self._timers:
             t.cancel()
         if self.fw is not None:
             self.fw.stop()
+        if self._main is not None:
+            shutil.rmtree(self._main.parent, ignore_errors=True)
         if self.platform is not None:
             self.platform.stop()
         for bus in self.buses.values():
@@ -302,7 +446,8 @@ class Simulation:
                 if ok:
                     return ok
                 left = deadline - time.monotonic()
-                if left <= 0 or (self.fw is not None and (not self.fw.alive() or self.fw.safe_mode())):
+                if left <= 0 or (self.fw is not None and not self._cutting
+                                 and (not self.fw.alive() or self.fw.safe_mode())):
                     return predicate(self)
                 self._cond.wait(min(left, 1.0))
 
@@ -311,7 +456,7 @@ class Simulation:
         if timeout is None:
             timeout = self.clock.real_delay(sim_t) * 1.5 + 30
         ok = self.wait_for(lambda s: s.clock.now() >= sim_t, timeout)
-        return ok and self.fw.alive() and not self.fw.safe_mode()
+        return bool(ok) and self.alive() and not self.fw.safe_mode()
 
     # ---- results --------------------------------------------------------------------------------
     def records(self, kind=None, station=None, center=None):
@@ -326,9 +471,25 @@ class Simulation:
             out.extend(bus.entries(device, fault))
         return out
 
+    def firmware_lines(self, level=None):
+        """Log lines of every boot of the run (power cuts restart the firmware)."""
+        out = []
+        for fw in self._old_fws + ([self.fw] if self.fw is not None else []):
+            out.extend(fw.log_lines(level))
+        return out
+
+    def firmware_cpu_s(self):
+        total = None
+        for fw in self._old_fws + ([self.fw] if self.fw is not None else []):
+            if fw.cpu_s is not None:
+                total = (total or 0.0) + fw.cpu_s
+        return None if total is None else round(total, 3)
+
     def summary(self):
         stats = self.fw.stats if self.fw else None
-        hist = self.fw.stats_history if self.fw else []
+        hist = []
+        for fw in self._old_fws + ([self.fw] if self.fw is not None else []):
+            hist.extend(fw.stats_history)
         frames = {}
         for r in self.records():
             frames.setdefault(r["center"], {}).setdefault(r.get("cn") or "?", 0)
@@ -371,11 +532,14 @@ class Simulation:
             "peak_heap_bytes": peak,          # live data: max gc.mem_alloc() right after a collection
             "peak_heap_raw_bytes": peak_raw,  # including garbage not yet collected
             "safe_mode": None if self.fw is None else self.fw.safe_mode(),
-            "firmware_cpu_s": None if self.fw is None else self.fw.cpu_s,
+            "firmware_cpu_s": self.firmware_cpu_s(),
             "firmware_exit": None if self.fw is None else self.fw.returncode,
             "firmware_stats": stats,
             "platform_events": list(self.platform_events),
-            "firmware_errors": [] if self.fw is None else self.fw.log_lines("ERROR")[-20:],
+            "outages": [{"center": w.get("center"), "from": self.scenario.start + w["from"],
+                         "to": self.scenario.start + w["to"]} for w in self.outages],
+            "power_cuts": {"planned": len(self.power_cuts), "done": len(self.cuts), "cuts": list(self.cuts)},
+            "firmware_errors": self.firmware_lines("ERROR")[-20:],
         }
 
     def write_outputs(self, summary):
@@ -385,7 +549,7 @@ class Simulation:
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n",
                                                   encoding="utf-8")
         if self.fw is not None:
-            text = "\n".join(self.fw.log_lines()) + "\n"
+            text = "\n".join(self.firmware_lines()) + "\n"
             (self.out_dir / "firmware.log").write_text(text, encoding="utf-8")
 
 
@@ -402,16 +566,33 @@ def run(args):
                         % args.time_scale)
     if not re.fullmatch(r"\d+[kKmM]?", args.heap):
         raise UserError("--heap %r: use a size like 64k or 256k" % args.heap)
+    outages = [parse_outage(o) for o in args.outage or []]
+    if args.power_cuts < 0:
+        raise UserError("--power-cuts must be 0 or more, got %d" % args.power_cuts)
+    scenario_path = resolve_scenario(args.scenario)
     site = load_site_config(args.site or DEFAULT_SITE)
-    scenario = load_scenario(args.scenario or DEFAULT_SCENARIO)
+    names = [c["name"] for c in site.get("centers") or []]
+    for o in outages:
+        if o["center"] not in names:
+            raise UserError("--outage %s=...: the site has no center %r; its centers: %s"
+                            % (o["center"], o["center"], ", ".join(names) or "none"))
+        if o["from"] >= duration:
+            raise UserError("--outage %s: starts after the end of the run (--duration %s)"
+                            % (o["center"], args.duration))
+    scenario = load_scenario(scenario_path)
     offset = int(site.get("site", {}).get("utc_offset_min", 480))
-    out = Path(args.out)
+    out = Path(args.out) if args.out else DEFAULT_OUT
+    seed = args.seed if args.seed is not None else scenario.seed
+    cuts = power_cut_offsets(args.power_cuts, duration, seed)
     sim = Simulation(site, scenario, out, time_scale=args.time_scale, heap=args.heap, seed=args.seed,
-                     pacing=args.pacing)
+                     pacing=args.pacing, outages=outages, power_cuts=cuts)
     end = scenario.start + duration
-    print("emlog simulate: %s, scenario %s, %g sim s at x%g (about %.0f s), heap %s, output %s"
+    extra = "".join(", %s down %g-%g s" % (o["center"], o["from"], o["to"]) for o in outages)
+    if cuts:
+        extra += ", %d power cuts (seed %s)" % (len(cuts), seed)
+    print("emlog simulate: %s, scenario %s, %g sim s at x%g (about %.0f s), heap %s%s, output %s"
           % (site.get("site", {}).get("name", "site"), scenario.name, duration, args.time_scale,
-             (duration + sim.lead_s) / args.time_scale, args.heap, out), flush=True)
+             (duration + sim.lead_s) / args.time_scale, args.heap, extra, out), flush=True)
     try:
         sim.start()
     except FileNotFoundError as exc:
@@ -425,7 +606,7 @@ def run(args):
             now = sim.clock.now()
             if now >= end + 5:
                 break
-            if not sim.fw.alive():
+            if not sim.alive():
                 died = True
                 print("firmware exited with code %s; last lines:\n%s"
                       % (sim.fw.proc.poll(), sim.fw.log_tail(15)), flush=True)
@@ -439,9 +620,10 @@ def run(args):
             sim.fw.request_stats(5.0)
     finally:
         summary = sim.stop()
-    print("done: %d frames %s; peak heap %s B; firmware CPU %s s; lag %s; wrote %s and %s" % (
+    print("done: %d frames %s; peak heap %s B; firmware CPU %s s; lag %s; power cuts %d; wrote %s and %s" % (
         summary["records_received"], json.dumps(summary["frames"]), summary["peak_heap_bytes"],
-        summary["firmware_cpu_s"], summary["lag"], out / "received.jsonl", out / "summary.json"), flush=True)
+        summary["firmware_cpu_s"], summary["lag"], summary["power_cuts"]["done"], out / "received.jsonl",
+        out / "summary.json"), flush=True)
     print("report: %s" % write_report(out, site=sim.config), flush=True)
     return 1 if died else 0
 
@@ -454,9 +636,18 @@ def register(subparsers):
         "OUT/received.jsonl (every frame the platform received), OUT/summary.json and OUT/report.html (plots).")
     p.add_argument("--duration", default=DEFAULT_DURATION,
                    help="simulated time: 3600, 3600s, 90m, 1h (default %(default)s)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", default=None,
+                   help="output directory (default out/simulate in the checkout; its fs/ is reset at start)")
     p.add_argument("--site", help="site file (device config JSON or site TOML); default sites/reference.json")
-    p.add_argument("--scenario", help="scenario JSON; default scenarios/reference.json")
+    p.add_argument("--scenario", metavar="NAME|FILE",
+                   help="a bundled scenario (%s) or a scenario JSON file; default reference"
+                   % ", ".join(scenario_names()))
+    p.add_argument("--outage", action="append", metavar="CENTER=START-END",
+                   help="center CENTER refuses connections from START to END, sim time from the start "
+                   "(e.g. backup=6h-12h); repeatable")
+    p.add_argument("--power-cuts", type=int, default=0, metavar="N",
+                   help="kill the firmware (SIGKILL) at N random instants (reproducible with --seed) and "
+                   "reboot it on the same filesystem after %g real s (default 0)" % RESTART_DELAY_S)
     p.add_argument("--time-scale", type=float, default=DEFAULT_SCALE,
                    help="sim seconds per real second (default %(default)s)")
     p.add_argument("--heap", default=HIL_HEAP,

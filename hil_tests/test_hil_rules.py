@@ -1,0 +1,222 @@
+"""Acceptance of the rules engine on the whole emulated chain: instruments -> firmware (rules, store,
+uplink) -> platform. For each rule family a short scenario with constant, noise-free values gives an exact
+truth, derived by hand below from firmware/RULES.md (debounce, rolling windows judged at minute
+boundaries from the samples, dilution on minute means) and firmware/CONFIG.md (NOx = NO x 46/30 + NO2,
+Zs = C x (21 - 3.5) / (21 - O2), ug/m3 / 1000). The platform must receive each event as a CN 3020 upload
+(i11001-Info log text, i12003-Info 1 start / 0 end) whose DataTime is within one sampling interval of the
+truth, with the evidence values in the text; negative scenarios must raise nothing; events raised while
+the platform is down arrive after it comes back.
+
+Sites: sites/rules-{boiler,voc,dust,all}.json (sample_s 10, so a high time scale keeps up);
+scenarios: scenarios/rules_*.json (their descriptions state the same truths).
+"""
+
+import re
+
+from hil_helpers import info_events, load_scenario, load_site, run_simulation
+
+SCALE = 100.0  # one instrument per bus at 115200 baud keeps every poll inside its sim second
+SCALE_POWER = 45.0  # the SDM630 template takes five transactions per poll
+S = 10  # sample_s of the rules-* sites: the allowed timing error
+REL = 2e-3  # values pass through f32 (rolling sums) and 4-decimal log text
+
+# Hand-derived values (see the scenario descriptions).
+ZS = 17.5 / 12.5  # O2 8.5 %, reference 3.5 %
+NOX_LOW = (60 * 46 / 30 + 6) * ZS  # 137.2
+NOX_HIGH = (120 * 46 / 30 + 6) * ZS  # 266.0
+
+
+def _approx(a, b):
+    return abs(a - b) <= REL * max(abs(b), 1e-9) + 1e-4
+
+
+def _window_ok(v, n_high, high, n_low, low, lost=2):
+    """v is the mean of a window of n_high samples at `high` and n_low at `low`, allowing for up to `lost`
+    samples of each kind the logger could not take at this time scale (a late poll is flagged B and
+    left out of the mean)."""
+    for a in range(lost + 1):
+        for b in range(lost + 1):
+            n = n_high - a + n_low - b
+            if n > 0 and _approx(v, ((n_high - a) * high + (n_low - b) * low) / n):
+                return True
+    return False
+
+
+def _rule_events(events, name):
+    pat = re.compile(r"(^|\s)%s( |:)" % re.escape(name))
+    return [e for e in events if pat.search(e["text"])]
+
+
+def _one(events, name, alarm, start):
+    """The single event of rule `name` with i12003 `alarm`; its time relative to the scenario start."""
+    found = [e for e in _rule_events(events, name) if e["alarm"] == alarm]
+    assert len(found) == 1, (name, alarm, [(e["t"] - start, e["text"]) for e in _rule_events(events, name)])
+    ev = found[0]
+    assert ev["crc_ok"] is not False
+    return ev, ev["t"] - start
+
+
+def _pairs(text):
+    return {k: float(v) for k, v in re.findall(r"(\w+)=(-?\d+(?:\.\d+)?)", text)}
+
+
+def _limit_start(text):
+    m = re.search(r"exceeded: .*?(-?\d+(?:\.\d+)?) > (\d+(?:\.\d+)?) (\S+)$", text)
+    assert m, text
+    return float(m.group(1)), float(m.group(2)), m.group(3)
+
+
+def _limit_end(text):
+    m = re.search(r"exceedance ended: .*?(-?\d+(?:\.\d+)?), peak (-?\d+(?:\.\d+)?) (\S+)$", text)
+    assert m, text
+    return float(m.group(1)), float(m.group(2))
+
+
+def _alarms_only_from(events, names):
+    """No start/end upload of any rule other than `names` (e.g. a stray exceedance)."""
+    stray = [e["text"] for e in events if e["alarm"] in ("1", "0")
+             and not any(_rule_events([e], n) for n in names)]
+    assert not stray, stray
+
+
+def _ended(names, start):
+    def pred(sim):
+        evs = info_events(sim)
+        return all(any(e["alarm"] == "0" for e in _rule_events(evs, n)) for n in names)
+    return pred
+
+
+def test_boiler_nox_limit_and_dilution(tmp_path):
+    scn = load_scenario("rules_boiler")
+    sim = run_simulation(tmp_path / "boiler", load_site("rules-boiler"), scn, 2280, SCALE,
+                         wait_for=_ended(["boiler-nox", "boiler-dilution"], scn.start))
+    evs = info_events(sim)
+    _alarms_only_from(evs, ["boiler-nox", "boiler-dilution"])
+
+    # NOx Zs 5-min rolling mean > 200 (GB 13271 preset at 3.5 % O2): NO high +600..+1200 s. The window ending
+    # +780 s holds 18 high samples of 30: (12 x 137.2 + 18 x 266) / 30 = 214.48 (the one ending +720 s: 188.7).
+    ev, dt = _one(evs, "boiler-nox", "1", scn.start)
+    assert abs(dt - 780) <= S, dt
+    v, lim, unit = _limit_start(ev["text"])
+    assert _window_ok(v, 18, NOX_HIGH, 12, NOX_LOW) and lim == 200 and unit == "mg/m3"
+    assert ev["polid"] == "a21002"
+    # Ends with the first window at or below 200: the one ending +1380 s (12 high samples): 188.72, peak 266.
+    ev, dt = _one(evs, "boiler-nox", "0", scn.start)
+    assert abs(dt - 1380) <= S, dt
+    v, peak = _limit_end(ev["text"])
+    assert _window_ok(v, 12, NOX_HIGH, 18, NOX_LOW) and _approx(peak, NOX_HIGH)
+
+    # Dilution from +1800 s: minute means now vs five minutes before; first at the +1860 s boundary, over when
+    # the older minute is diluted too (+2160 s). Evidence: O2 8.5 -> 13.5, raw NOx 98 -> 58.8, flow 22 -> 30.
+    ev, dt = _one(evs, "boiler-dilution", "1", scn.start)
+    assert abs(dt - 1860) <= S, dt
+    m = re.search(r"O2 (\S+)->(\S+) %, a21002 (\S+)->(\S+), flow (\S+)->(\S+)$", ev["text"])
+    assert m, ev["text"]
+    got = [float(x) for x in m.groups()]
+    for a, b in zip(got, [8.5, 13.5, 98.0, 58.8, 22.0, 30.0]):
+        assert _approx(a, b), (got, ev["text"])
+    _, dt = _one(evs, "boiler-dilution", "0", scn.start)
+    assert abs(dt - 2160) <= S, dt
+
+
+def test_voc_line_bypass_treatment_power_and_emergency(tmp_path):
+    scn = load_scenario("rules_voc")
+    sim = run_simulation(tmp_path / "voc", load_site("rules-voc"), scn, 1260, SCALE_POWER,
+                         wait_for=_ended(["voc-bypass", "voc-fan-off", "voc-emergency"], scn.start))
+    evs = info_events(sim)
+    _alarms_only_from(evs, ["voc-bypass", "voc-fan-off", "voc-emergency"])
+    _check_voc_events(evs, scn.start)
+
+    # The alert level change itself is logged (no i12003 state): orange from the schedule at 00:15 (+900 s).
+    lv = [e for e in evs if "alert level none -> orange" in e["text"]]
+    assert len(lv) == 1 and lv[0]["alarm"] is None and abs(lv[0]["t"] - scn.start - 900) <= S, lv
+
+
+def _check_voc_events(evs, start):
+    # Bypass damper di2 open +120..+360 s while the line runs at 15 kW: 60 s debounce each way.
+    ev, dt = _one(evs, "voc-bypass", "1", start)
+    assert abs(dt - 180) <= S, dt
+    ev_pairs = _pairs(ev["text"])
+    assert ev_pairs.get("damper") == 1 and _approx(ev_pairs.get("running", -1), 15), ev["text"]
+    _, dt = _one(evs, "voc-bypass", "0", start)
+    assert abs(dt - 420) <= S, dt
+    # Treatment fan 0.3 kW (< idle 1 kW) +480..+720 s with production at 15 kW: for_s 60, clear_s 60.
+    ev, dt = _one(evs, "voc-fan-off", "1", start)
+    assert abs(dt - 540) <= S, dt
+    p = _pairs(ev["text"])
+    assert _approx(p.get("production_kw", -1), 15) and _approx(p.get("treatment_kw", -1), 0.3), ev["text"]
+    _, dt = _one(evs, "voc-fan-off", "0", start)
+    assert abs(dt - 780) <= S, dt
+    # Orange alert from +900 s, line allowed 0 kW (off), grace 60 s, for_s 60: alarm at +1020 s; the line
+    # stops (0.5 kW <= its 5 kW running threshold) at +1200 s: end at once (clear_s 0).
+    ev, dt = _one(evs, "voc-emergency", "1", start)
+    assert abs(dt - 1020) <= S, dt
+    m = re.search(r"line coating runs at (\S+) kW during orange alert \(allowed (\S+) kW\)", ev["text"])
+    assert m and _approx(float(m.group(1)), 15) and float(m.group(2)) == 0, ev["text"]
+    ev, dt = _one(evs, "voc-emergency", "0", start)
+    assert abs(dt - 1200) <= S, dt
+    assert re.search(r"complies \(orange alert, 0\.5 kW\)", ev["text"]), ev["text"]
+
+
+def test_construction_dust_tsp_and_net_pm10(tmp_path):
+    scn = load_scenario("rules_dust")
+    sim = run_simulation(tmp_path / "dust", load_site("rules-dust"), scn, 2460, SCALE,
+                         wait_for=_ended(["dust-tsp", "dust-pm10"], scn.start))
+    evs = info_events(sim)
+    _alarms_only_from(evs, ["dust-tsp", "dust-pm10"])
+    # TSP 0.18 -> 0.9 mg/m3 +600..+1200 s, limit 0.5 on 5-min means: windows ending +780 s (0.612) .. +1380 s
+    # (0.468, first at or below), peak 0.9.
+    ev, dt = _one(evs, "dust-tsp", "1", scn.start)
+    assert abs(dt - 780) <= S and ev["polid"] == "a34001", dt
+    v, lim, unit = _limit_start(ev["text"])
+    assert _window_ok(v, 18, 0.9, 12, 0.18) and lim == 0.5 and unit == "mg/m3", ev["text"]
+    ev, dt = _one(evs, "dust-tsp", "0", scn.start)
+    assert abs(dt - 1380) <= S, dt
+    v, peak = _limit_end(ev["text"])
+    assert _window_ok(v, 12, 0.9, 18, 0.18) and _approx(peak, 0.9), ev["text"]
+    # PM10 0.11 -> 0.25 mg/m3 +1500..+2100 s, net of the 0.05 default background, limit 0.08: the window ending
+    # +1560 s (6 high samples) is 0.138 - 0.05 = 0.088 > 0.08; the first at or below ends +2400 s (0.06), peak 0.2.
+    ev, dt = _one(evs, "dust-pm10", "1", scn.start)
+    assert abs(dt - 1560) <= S and ev["polid"] == "a34002", dt
+    v, lim, _ = _limit_start(ev["text"])
+    assert _window_ok(v + 0.05, 6, 0.25, 24, 0.11) and _approx(lim, 0.08), ev["text"]
+    assert "net" in ev["text"]
+    ev, dt = _one(evs, "dust-pm10", "0", scn.start)
+    assert abs(dt - 2400) <= S, dt
+    v, peak = _limit_end(ev["text"])
+    assert _approx(v, 0.11 - 0.05) and _approx(peak, 0.25 - 0.05), ev["text"]
+
+
+def test_negative_scenarios_raise_no_alarm(tmp_path):
+    """Start-up and shut-down, calibration and maintenance, a silent and a faulty analyser, a slow load
+    change and blips shorter than the debounce: every rule of sites/rules-all.json stays quiet."""
+    scn = load_scenario("rules_negatives")
+    sim = run_simulation(tmp_path / "neg", load_site("rules-all"), scn, 1800, SCALE_POWER)
+    # The run must have produced data all along (a dead logger raises no alarm either).
+    minutes = {r["t"] for r in sim.records(kind="min", station="boiler") if "t" in r}
+    assert len(minutes) >= 1800 // 60 - 3, len(minutes)
+    evs = info_events(sim)
+    alarms = [(e["t"] - scn.start, e["text"]) for e in evs if e["alarm"] in ("1", "0")]
+    assert alarms == []
+    rule_logs = [e["text"] for e in evs if any(_rule_events([e], r["name"])
+                                                for r in load_site("rules-all")["rules"]["list"])]
+    assert rule_logs == []
+
+
+def test_rules_keep_working_through_a_platform_outage(tmp_path):
+    """The platform is down +600..+2000 s of the boiler scenario: the NOx exceedance starts (+780 s) and
+    ends (+1380 s) and the dilution starts (+1860 s) meanwhile; they are stored and all arrive after the
+    platform is back, with their own DataTime, once each."""
+    scn = load_scenario("rules_boiler")
+    down = {"center": "national", "from": 600, "to": 2000}
+    sim = run_simulation(tmp_path / "outage", load_site("rules-boiler"), scn, 2280, SCALE, outages=[down],
+                         wait_for=_ended(["boiler-nox", "boiler-dilution"], scn.start))
+    assert [e["up"] for e in sim.platform_events] == [False, True]
+    evs = info_events(sim)
+    _alarms_only_from(evs, ["boiler-nox", "boiler-dilution"])
+    for name, alarm, truth in (("boiler-nox", "1", 780), ("boiler-nox", "0", 1380), ("boiler-dilution", "1", 1860),
+                               ("boiler-dilution", "0", 2160)):
+        ev, dt = _one(evs, name, alarm, scn.start)
+        assert abs(dt - truth) <= S, (name, alarm, dt)
+        if truth < down["to"]:
+            assert ev["received_sim"] >= scn.start + down["to"], (name, ev["received_sim"] - scn.start)
