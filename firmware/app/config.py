@@ -13,7 +13,8 @@ UNIT_CONVERSIONS = (("ppm", "mg/m3"), ("ug/m3", "mg/m3"), ("mg/m3", "mg/m3"))
 _SEGMENT_CHARS = ";,=&\r\n"
 
 KEYS = {
-    "": ("schema", "site", "logger", "buses", "stations", "centers", "rules"),
+    "": ("schema", "site", "logger", "store", "buses", "stations", "centers", "rules"),
+    "store": ("max_bytes", "seg_bytes"),
     "site": ("name", "utc_offset_min"),
     "logger": ("sample_s", "rtd_interval_s", "min_interval_min", "valid_fraction", "o2_guard"),
     "bus": (
@@ -265,6 +266,12 @@ def validate(cfg, folder=None):
         c.integer(lg, "min_interval_min", "logger", 1, 30, default=10, choices=MIN_INTERVALS)
         c.number(lg, "valid_fraction", "logger", 0, 1, default=0.75, lo_open=True)
         c.number(lg, "o2_guard", "logger", 0, 21, default=19.0, lo_open=True, hi_open=True)
+
+    store = cfg.setdefault("store", {})
+    if c.obj(store, "store", KEYS["store"]):
+        # the flash budget of the record store (firmware/STORE.md); leave LittleFS room beside it
+        c.integer(store, "max_bytes", "store", 16384, 16 * 1024 * 1024, default=1536 * 1024)
+        c.integer(store, "seg_bytes", "store", 1024, 65536, default=8192)
 
     points = {}  # device name -> template points dict (None when the template is unknown)
     buses = cfg.get("buses")
