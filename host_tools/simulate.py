@@ -197,8 +197,9 @@ def decode_frame(rx, center, utc_offset_min, stations_by_mn, sim_now):
 class _PlatformThread:
     """The real platform receiver (host_tools.platform.PlatformServer), one per center, on its own loop."""
 
-    def __init__(self, site, clock, on_record):
+    def __init__(self, site, clock, on_record, external=()):
         self.site = site
+        self.external = set(external)  # centers served elsewhere: no receiver here
         self.clock = clock
         self.on_record = on_record
         self.offset_min = int(site.get("site", {}).get("utc_offset_min", 480))
@@ -231,7 +232,8 @@ class _PlatformThread:
     def start(self):
         self.thread.start()
         for center in self.site["centers"]:
-            self.up(center["name"])
+            if center["name"] not in self.external:
+                self.up(center["name"])
         return self
 
     def up(self, name):
@@ -266,11 +268,14 @@ class Simulation:
 
     sim = Simulation(site, scenario, out_dir, time_scale=30)
     sim.start(); sim.wait_until(scenario.start + 600); sim.stop(); sim.summary()
+
+    centers={"name": (host, port)}: that center of the site is served elsewhere (no receiver is started
+    for it; the firmware connects to host:port; its frames are not in `received`).
     """
 
     def __init__(self, site, scenario, out_dir=None, time_scale=DEFAULT_SCALE, heap=None, seed=None,
                  pacing=False, lead_s=60.0, io_timeout_ms=None, progress=None, outages=(), power_cuts=(),
-                 restart_delay_s=RESTART_DELAY_S, min_up_s=0.5):
+                 restart_delay_s=RESTART_DELAY_S, min_up_s=0.5, centers=None):
         if seed is not None:
             scenario = scenario.with_seed(seed)
         self.site = site
@@ -295,6 +300,18 @@ class Simulation:
         # Outages: --outage windows on top of the scenario's platform_down ones (same mechanism: the
         # center's PlatformServer is stopped, so connections are refused, and started again on its port).
         self.outages = [dict(w) for w in scenario.platform_down] + [dict(w) for w in outages]
+        # External centers {name: (host, port)}: no receiver is started for them, the firmware is pointed
+        # there instead (e.g. an `emlog platform serve` process); their frames are not in `received`.
+        self.external = {str(k): (str(v[0]), int(v[1])) for k, v in (centers or {}).items()}
+        names = {c["name"] for c in self.config.get("centers") or []}
+        unknown = sorted(set(self.external) - names)
+        if unknown:
+            raise ValueError("centers %s are not in the site (its centers: %s)"
+                             % (", ".join(unknown), ", ".join(sorted(names)) or "none"))
+        for w in self.outages:
+            if w.get("center") in self.external:
+                raise ValueError("outage of center %r: it is external, the simulation cannot stop it"
+                                 % w["center"])
         # Power cuts: SIGKILL of the firmware at these sim offsets, reboot on the same fs after a real delay.
         self.power_cuts = sorted(float(t) for t in power_cuts)
         self.restart_delay_s = float(restart_delay_s)
@@ -317,13 +334,14 @@ class Simulation:
                                  seed=self.scenario.seed)
         for bus in self.buses.values():
             bus.start()
-        self.platform = _PlatformThread(self.config, self.clock, self._on_record).start()
+        self.platform = _PlatformThread(self.config, self.clock, self._on_record, self.external).start()
         # Compiled once for every boot of the run (power cuts restart the same image).
         self._main = compiled_firmware()
         self.fw = self._new_fw()
         self.fw.start(self.config)
         for w in self.outages:
-            names = [w["center"]] if w.get("center") else [c["name"] for c in self.config["centers"]]
+            names = [w["center"]] if w.get("center") else [c["name"] for c in self.config["centers"]
+                                                            if c["name"] not in self.external]
             for name in names:
                 self._at(self.scenario.start + w["from"], self._platform_switch, name, False)
                 self._at(self.scenario.start + w["to"], self._platform_switch, name, True)
@@ -334,6 +352,7 @@ class Simulation:
 
     def _new_fw(self):
         centers = {name: ("127.0.0.1", port) for name, port in self.platform.ports.items()}
+        centers.update(self.external)
         return FirmwareProcess(self.out_dir / "fs", {u: b.path for u, b in self.buses.items()}, self.clock,
                                heap=self.heap, centers=centers, main=self._main)
 

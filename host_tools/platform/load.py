@@ -148,6 +148,109 @@ async def run_hostile(host, port, seed, rounds=50, valid_qn_header=True):
     return replies
 
 
+class FrameTap:
+    """A TCP relay that sees what a logger sends to a platform: listen on 127.0.0.1 (ephemeral port),
+    forward each connection to (host, port), decode both directions on the side.
+
+    Counts, over all connections: `frames` (valid frames from the logger), `bad` (broken ones),
+    `acks_wanted` (valid frames with Flag A carrying a DataTime: the uploads a platform acknowledges with
+    9014), `acks` (9014 replies from the platform), and `records`: the distinct (MN, CN, DataTime) the
+    logger uploaded (a re-sent record, or the parts of a split one, count once).
+
+        tap = await FrameTap.open(host, port)      # point the logger at 127.0.0.1:tap.port
+        ...; await tap.close()                     # after the logger stopped: drains, then stops
+    """
+
+    def __init__(self, host, port):
+        self.host = host
+        self.port = None
+        self.upstream = (host, port)
+        self.frames = 0
+        self.bad = 0
+        self.acks_wanted = 0
+        self.acks = 0
+        self.records = set()
+        self.cns = {}
+        self.connections = 0
+        self._server = None
+        self._tasks = set()
+
+    @classmethod
+    async def open(cls, host, port):
+        tap = cls(host, port)
+        tap._server = await asyncio.start_server(tap._accept, "127.0.0.1", 0)
+        tap.port = tap._server.sockets[0].getsockname()[1]
+        return tap
+
+    def _accept(self, reader, writer):
+        task = asyncio.ensure_future(self._relay(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _relay(self, c_reader, c_writer):
+        self.connections += 1
+        try:
+            s_reader, s_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            c_writer.close()
+            return
+        up = asyncio.ensure_future(self._pipe(c_reader, s_writer, self._from_logger))
+        down = asyncio.ensure_future(self._pipe(s_reader, c_writer, self._from_platform))
+        try:
+            await up  # the logger closed: everything it sent is forwarded, the platform sees EOF
+            await asyncio.wait_for(down, 10)  # ... and answers the last frames, then closes
+        except (OSError, TimeoutError):
+            pass
+        finally:
+            for t in (up, down):
+                t.cancel()
+            s_writer.close()
+            c_writer.close()
+
+    async def _pipe(self, reader, writer, on_item):
+        dec = StreamDecoder()
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                for item in dec.feed(data):
+                    on_item(item)
+                writer.write(data)
+                await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+        except OSError:
+            pass
+
+    def _from_logger(self, item):
+        if not item.ok:
+            self.bad += 1
+            return
+        self.frames += 1
+        self.cns[item.cn] = self.cns.get(item.cn, 0) + 1
+        dt = item.get("DataTime")
+        if dt is not None and item.ack_wanted:
+            self.acks_wanted += 1
+            self.records.add((item.mn, item.cn, dt))
+
+    def _from_platform(self, item):
+        if item.ok and item.cn == "9014":
+            self.acks += 1
+
+    def idle(self):
+        """Every upload so far was acknowledged."""
+        return self.acks >= self.acks_wanted
+
+    async def close(self):
+        if self._server is not None:
+            self._server.close()  # no new connections; the open ones drain first
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=15)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
