@@ -16,41 +16,12 @@ import time
 
 from host_tools.platform import wire
 from host_tools.platform.store import Store
+from protocols import hj212
 
 # Data uploads from a logger (Table 9); with a DataTime they become stored records.
 UPLOAD_CNS = frozenset(("2011", "2021", "2031", "2041", "2051", "2061", "2081", "3015", "3019", "3020"))
 # Requests the platform may send; their replies are routed back to the caller of request().
-REQUEST_CNS = frozenset(
-    (
-        "1000",
-        "1011",
-        "1012",
-        "1061",
-        "1062",
-        "1063",
-        "1064",
-        "1072",
-        "2011",
-        "2012",
-        "2021",
-        "2022",
-        "2031",
-        "2041",
-        "2051",
-        "2061",
-        "3011",
-        "3012",
-        "3013",
-        "3014",
-        "3015",
-        "3016",
-        "3017",
-        "3018",
-        "3019",
-        "3020",
-        "3021",
-    )
-)
+REQUEST_CNS = frozenset(hj212.PLATFORM_CNS)
 NOTIFICATIONS = frozenset(("2012", "2022"))  # answered by 9013, no 9011/9012
 
 QNRTN_CN = 8

@@ -41,7 +41,8 @@ Errors: Hj212Error(reason, detail=None, qn_rtn=None, packet=None) with .reason, 
     request: "bad-qn"(7) "bad-st"/"wrong-st"(5) "bad-cn"/"unknown-cn"(8) "bad-pw"/"wrong-pw"(3)
              "wrong-mn"(4) "split" | split: "bad-split" | times: "bad-time". Unlisted codes: QnRtn 100.
 Constants: QNRTN_*, EXERTN_*, DATA_* (N F M S D C T B), DATA_FLAGS, ST_SYSTEM, CN_REQUEST_REPLY (9011),
-    CN_EXE_RESULT (9012), CN_NOTIFY_REPLY (9013), CN_DATA_ACK (9014), MAX_SEGMENT.
+    CN_EXE_RESULT (9012), CN_NOTIFY_REPLY (9013), CN_DATA_ACK (9014), MAX_SEGMENT, PLATFORM_CNS (Table 9
+    commands a platform may send).
 """
 
 from .codes import (  # noqa: F401
@@ -65,6 +66,7 @@ from .codes import (  # noqa: F401
     EXERTN_NO_DATA,
     EXERTN_OK,
     EXERTN_TIMEOUT,
+    PLATFORM_CNS,
     QNRTN_CN,
     QNRTN_CRC,
     QNRTN_FLAG,

@@ -32,6 +32,14 @@ DATA_OVER_RANGE = "T"  # 采样数值超过测量上限
 DATA_COMM_FAIL = "B"  # 仪器仪表与数采仪通讯异常
 DATA_FLAGS = "NFMSDCTB"
 
+# Table 9 commands a platform sends to a logger (requests and notifications); a logger answers any
+# other CN from a platform with QnRtn 8.
+PLATFORM_CNS = (
+    "1000", "1011", "1012", "1061", "1062", "1063", "1064", "1072", "2011",
+    "2012", "2021", "2022", "2031", "2041", "2051", "2061", "3011", "3012",
+    "3013", "3014", "3015", "3016", "3017", "3018", "3019", "3020", "3021",
+)
+
 # System interaction (Table 5 ST=91, Table 9 CN 9011-9014).
 ST_SYSTEM = "91"
 CN_REQUEST_REPLY = "9011"  # 请求应答 (QnRtn)
