@@ -16,9 +16,16 @@ to the center+station that sent the command and are persisted per center+station
 History recall (2051 2061 2031 2041) and log recall (3020 i11001) are read-only: they never touch an
 upload queue, so a center's recall cannot move another center's (or its own) upload cursor.
 
-Every change goes through `audit(source, what, old, new)`: a log line, a small RAM ring (3020 i11001
-recall) and the audit sink (the flash store's audit kind once it is attached); it is also reported to the
-affected platform links as a 3020 log upload. Passwords are never written in clear: old/new are masked.
+Every change goes through `audit(source, what, old, new)`: a log line, a small RAM ring and the audit
+sink (the app appends `{"kind": "aud", "data": [source, what, old, new]}` to the flash store); it is also
+reported to the affected platform links as a 3020 log upload. 3020 i11001 recall reads the store's audit
+records (the RAM ring when there is no store). Passwords are never written in clear: old/new are masked.
+History recall reads `history.query(kind, station, t0, t1)` (the flash store: app/store.py).
+
+Hook for the rules engine (`self.rules`, set by the app when the config has rules): platform-pushed
+alert levels (`rules.set_alert_level(level, "platform", t)`) and background values for net limits
+(`rules.set_background(station, code, value, t)`) have no HJ 212-2017 CN; a vendor CN handler added
+here would call them.
 
 The logger asks for time calibration (1013, answered by 9013 and followed by the platform's 1012) on the
 first connection after boot and after an outage of LONG_OUTAGE_S or more.
@@ -91,31 +98,6 @@ def _info_text(text):
 # -- history -------------------------------------------------------------------------------------------
 
 
-class RamHistory:
-    """Stand-in for the flash store's `query(kind, station, t0, t1)`: the last few period records per
-    station and kind, as CP text (bounded: the store keeps the real history)."""
-
-    KEEP = {"min": 2, "hour": 1, "day": 1}
-
-    def __init__(self, offset_s):
-        self.offset_s = offset_s
-        self.recs = {}  # (station, kind) -> [(t, cp)]
-
-    def add(self, rec):
-        keep = self.KEEP.get(rec.get("kind"), 0)
-        if not keep:
-            return
-        from app.uplink import encode_cp
-
-        lst = self.recs.setdefault((rec["station"], rec["kind"]), [])
-        lst.append((rec["t"], encode_cp(rec, self.offset_s)))
-        while len(lst) > keep:
-            lst.pop(0)
-
-    def query(self, kind, station, t0, t1):
-        return [r for r in self.recs.get((station, kind), ()) if t0 <= r[0] < t1]
-
-
 def _rec_cp(item, offset_s):
     """(t, cp text) of a history item: a record dict (record contract) or a (t, cp) pair."""
     if isinstance(item, dict):
@@ -145,6 +127,7 @@ class Commands:
         self.history = history
         self.stations = stations or {}
         self.links = []
+        self.rules = None  # app.rules.Rules (hook for alert level / background pushed by a platform)
         self.time_sync_due = True  # at boot
         self.time_syncs = 0
         set_audit_sink(_sink, clock)
@@ -223,7 +206,10 @@ class Commands:
 
     def _switch(self, up, key, value):
         old = getattr(up, key, False)
-        setattr(up, key, value)
+        if key == "realtime" and hasattr(up, "set_realtime"):
+            up.set_realtime(value)
+        else:
+            setattr(up, key, value)
         if self.params is not None:
             self.params.set_link(up.center, up.station, key, value)
         if old != value:
@@ -285,10 +271,13 @@ class Commands:
         if self.set_time is None:
             return EXE_FAILED
         old = self.clock()
-        self.set_time(new)
-        tc = getattr(self.acq, "time_changed", None)
-        if tc is not None:
-            tc(old, new)
+        # SystemTime has 1 s resolution: a clock inside that second already agrees with the platform, and
+        # stepping it to the whole second would shift the sampling phase by up to a second for nothing.
+        if not new <= old < new + 1:
+            self.set_time(new)
+            tc = getattr(self.acq, "time_changed", None)
+            if tc is not None:
+                tc(old, new)
         self.change(up, "SystemTime", stamp(old, self.offset_s), stamp(new, self.offset_s), everyone=True)
         return EXE_OK
 
@@ -399,7 +388,7 @@ class Commands:
         if info == "i11001":  # log (C.41): one upload per entry in the time range, each a new QN
             t0 = self._time(req, "BeginTime") if req.get("BeginTime") else None
             t1 = self._time(req, "EndTime") if req.get("EndTime") else None
-            entries = audit_entries(t0, t1)
+            entries = self._audit_recall(t0, t1)
             for e in entries:
                 cp = "DataTime=%s;%si11001-Info=%s" % (
                     stamp(e[0], self.offset_s),
@@ -430,6 +419,18 @@ class Commands:
         cp.append([(info + "-Info", str(value))])
         await up.send(self._response(up, req, cp))  # C.43: the response reuses the request's QN
         return EXE_OK
+
+    def _audit_recall(self, t0, t1):
+        """[t, source, what, old, new] of the audit records in [t0, t1] (None = open): from the store."""
+        q = getattr(self.history, "query", None)
+        if q is None:
+            return audit_entries(t0, t1)
+        out = []
+        for rec in q("aud", "", 0 if t0 is None else t0, 0xFFFFFFFF if t1 is None else t1):
+            d = rec.get("data")
+            if isinstance(d, list) and len(d) == 4:
+                out.append([rec["t"]] + d)
+        return out
 
     def _device_of(self, station, pol):
         st = self.stations.get(station)

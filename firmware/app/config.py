@@ -55,7 +55,6 @@ KEYS = {
         "overtime_s",
         "recount",
         "realtime",
-        "queue_bytes",
     ),
     "center_station": ("pw",),
 }
@@ -319,7 +318,6 @@ def validate(cfg, folder=None):
             c.integer(ce, "overtime_s", p, 1, 99, default=10)
             c.integer(ce, "recount", p, 1, 99, default=3)
             c.boolean(ce, "realtime", p, True)
-            c.integer(ce, "queue_bytes", p, 1024, 262144, default=16384)
             sts = ce.get("stations")
             sp = p + ".stations"
             if sts is None:

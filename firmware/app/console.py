@@ -1,8 +1,8 @@
-"""Line console: `status`, `counters`, `config`, `log`, `clear`, `stop`, `help`.
+"""Line console: `status`, `counters`, `config`, `log`, `store`, `rules`, `clear`, `stop`, `help`.
 
 Works in normal and in safe mode (then `app` has no acquisition or uplinks). On the unix port stdin is
 polled with select.poll (never a blocking read); on the ESP32 the console shares UART0 with the REPL.
-`app` must offer status(), snapshot(), config_summary(), clear_boot() and stop().
+`app` must offer status(), snapshot(), config_summary(), store_view(), rules_view(), clear_boot() and stop().
 """
 
 import json
@@ -15,6 +15,8 @@ HELP = (
     "counters bus counters, samples expected/taken, queue depth per center, heap (JSON)",
     "config   configuration summary",
     "log      last warnings and errors",
+    "store    record store: bytes, segments, pending records per link, drops (JSON)",
+    "rules    rules engine: alert level, events, per-rule state, relays (JSON)",
     "clear    reset the boot counter and leave safe mode at the next boot",
     "stop     print a final STATS line and end the application (unix/HIL)",
     "help     this list",
@@ -36,12 +38,21 @@ class Console:
         if cmd == "status":
             st = self.app.status()
             lines = ["%s: %s" % (k, _show(st[k])) for k in sorted(st)]
+        elif cmd == "counters" and self.out is print:
+            from app.main import print_json
+
+            print_json("COUNTERS ", self.app.snapshot())  # streamed: no multi-KB string
+            return ["COUNTERS"]
         elif cmd == "counters":
             lines = ["COUNTERS " + json.dumps(self.app.snapshot())]
         elif cmd == "config":
             lines = self.app.config_summary()
         elif cmd == "log":
             lines = list(log.recent) or ["(no warnings or errors)"]
+        elif cmd == "store":
+            lines = ["STORE " + json.dumps(self.app.store_view())]
+        elif cmd == "rules":
+            lines = ["RULES " + json.dumps(self.app.rules_view())]
         elif cmd == "clear":
             lines = [self.app.clear_boot()]
         elif cmd == "stop":

@@ -20,6 +20,7 @@ HEALTHY_AFTER_S = 60  # sim seconds up; or earlier, after the first complete pol
 WDT_TIMEOUT_MS = 30000
 HOUSEKEEPING_MS = 1000  # real ms between gc/heap/watchdog rounds
 CONFIG_FILE = "config.json"
+STORE_DIR = "store"  # the record store's directory on the device filesystem
 
 
 class App:
@@ -31,6 +32,7 @@ class App:
         self.mode = "starting"
         self.safe_reason = None
         self.cfg = None
+        self.summary = None  # console `config` lines, kept instead of the config once running
         self.acq = None
         self.links = []
         self.by_station = {}
@@ -41,17 +43,73 @@ class App:
         self.wdt = None
         self.records = {}  # kind -> records handed over by the acquisition
         self.commands = None  # app.commands.Commands (platform commands), when running
-        self.history = None  # history source for platform recall (RamHistory until the store is wired)
+        self.store = None  # app.store.Store: every record, event and audit entry, until acked and needed
+        self.rules = None  # app.rules.Rules when the config has `rules`
+        self.relay_state = {}  # relay name -> last state driven
+        self.store_errors = 0
         self.stopping = False
 
-    # -- records from the acquisition ------------------------------------------------------------
+    # -- records from the acquisition, events from the rules -------------------------------------
     def on_record(self, rec):
         kind = rec.get("kind")
         self.records[kind] = self.records.get(kind, 0) + 1
-        if self.history is not None and hasattr(self.history, "add"):
-            self.history.add(rec)
-        for up in self.by_station.get(rec.get("station"), ()):
-            up.offer(rec)
+        self._store(rec, self.by_station.get(rec.get("station"), ()))
+
+    def _store(self, rec, links):
+        """Appends to the store (durable when this returns), then tells the links that send it."""
+        try:
+            ref = self.store.append(rec)
+        except Exception as exc:  # a full or failing filesystem must not stop the acquisition
+            self.store_errors += 1
+            if self.store_errors <= 3 or self.store_errors % 100 == 0:
+                log.error("store", "%s record at t=%s not stored (%s); %d so far"
+                          % (rec.get("kind"), rec.get("t"), exc, self.store_errors))
+            return None
+        for up in links:
+            up.notify(ref, rec)
+        return ref
+
+    def on_event(self, ev):
+        """A rules event: stored (every one), uploaded as 3020 unless rate-limited on the wire."""
+        if ev.get("t") is None:
+            ev["t"] = int(self.clock.now())
+        if not self.rules.should_send(ev):
+            ev["wire"] = 0  # the uplinks skip it; the store keeps it
+        st = ev.get("station") or ""
+        state = ev.get("state")
+        if state in ("start", "count", "event", "warn"):
+            log.warn("rules", ev.get("text", ""))
+        else:
+            log.info("rules", ev.get("text", ""))
+        self._store({"kind": "evt", "station": st, "t": ev["t"], "data": ev},
+                    self.by_station.get(st, ()) if st else self.links)
+
+    def on_store_drop(self, kind, n):
+        log.error("store", "store full: %d unsent %s records dropped (overflow policy)" % (n, kind))
+        for up in self.links:
+            up.recheck()  # the store appends a site-wide drop alarm event itself: every link reports it
+
+    def apply_relays(self):
+        """Drives the board relays from the rules' state (on while any of their rules is active)."""
+        if self.rules is None:
+            return
+        for name, on in self.rules.relays().items():
+            if self.relay_state.get(name) != on:
+                self.relay_state[name] = on
+                drive = getattr(self.hal, "relay", None)
+                try:
+                    if drive is not None:
+                        drive(name, on)
+                except Exception as exc:
+                    log.error("relay", "%s: %s" % (name, exc))
+                log.info("relay", "%s %s" % (name, "on" if on else "off"))
+
+    def audit_sink(self, entry):
+        self.store.append({"kind": "aud", "station": "", "t": entry[0], "data": entry[1:]})
+
+    def save_cursors(self):
+        for up in self.links:
+            up.save_cursor()
 
     # -- views for console and STATS -------------------------------------------------------------
     def heap(self):
@@ -80,11 +138,20 @@ class App:
             links[up.name] = s
             c = centers.setdefault(up.center, {"queue": 0, "dropped": 0, "connected": 0, "acked": 0})
             c["queue"] += s["queue"]
-            c["dropped"] += s["dropped"]
+            c["dropped"] = s["dropped"]  # store drops are site-wide: not summed over the links
             c["connected"] += 1 if s["connected"] else 0
             c["acked"] += s["acked"]
         d["links"] = links
         d["centers"] = centers
+        if self.store is not None:
+            d["store"] = self.store.snapshot()
+            d["store"]["errors"] = self.store_errors
+        if self.rules is not None:
+            r = self.rules.snapshot()
+            active = [k for k in r["rules"] if r["rules"][k].get("active")]
+            d["rules"] = {"level": r["level"], "events": r["events"], "ticks": r["ticks"],
+                          "wire_suppressed": r["wire_suppressed"], "active": active,
+                          "relays": self.relay_state}
         if self.safe_reason:
             d["safe_reason"] = self.safe_reason
         return d
@@ -103,11 +170,27 @@ class App:
             st["safe_reason"] = self.safe_reason
         if self.links:
             st["links"] = [
-                "%s %s q=%d" % (u.name, "up" if u.connected else "down", len(u.queue)) for u in self.links
+                "%s %s q=%d" % (u.name, "up" if u.connected else "down", u.pending()) for u in self.links
             ]
         return st
 
+    def store_view(self):
+        if self.store is None:
+            return {"store": None}
+        d = self.store.snapshot()
+        d["pending"] = dict([(u.name, self.store.pending_count(u.name)) for u in self.links])
+        return d
+
+    def rules_view(self):
+        if self.rules is None:
+            return {"rules": None}
+        d = self.rules.snapshot()
+        d["relays"] = self.relay_state
+        return d
+
     def config_summary(self):
+        if self.summary is not None:
+            return self.summary
         cfg = self.cfg
         if cfg is None:
             return ["no valid config (%s)" % (self.safe_reason or "not loaded")]
@@ -164,7 +247,7 @@ class App:
         d = self.snapshot()
         if final:
             d["final"] = True
-        print("STATS " + json.dumps(d))
+        print_json("STATS ", d)
 
     # -- tasks -----------------------------------------------------------------------------------
     async def housekeeping(self):
@@ -187,8 +270,11 @@ class App:
             if self.wdt is not None:
                 self.wdt.feed()
             if now >= next_stats:
-                self.print_stats()
                 next_stats += STATS_EVERY_S * (1 + int((now - next_stats) // STATS_EVERY_S))
+                try:
+                    self.print_stats()
+                except Exception as exc:  # housekeeping (watchdog, gc) must outlive a failed report
+                    log.error("main", "STATS failed: %s" % exc)
             await asyncio.sleep_ms(HOUSEKEEPING_MS)
 
     def _polled(self):
@@ -223,6 +309,7 @@ class App:
 
     def stop(self):
         self.stopping = True
+        self.save_cursors()
 
     # -- modes -----------------------------------------------------------------------------------
     def enter_safe(self, reason, details=()):
@@ -234,8 +321,9 @@ class App:
             log.error("config", line)
 
     def start_normal(self, cfg):
-        from app.commands import Commands, RamHistory
+        from app.commands import Commands, set_audit_sink
         from app.params import Params
+        from app.store import Store
         from app.uplink import Uplink
 
         params = Params(self.fs_root)
@@ -247,18 +335,14 @@ class App:
         for c in cfg["centers"]:
             if c["name"] in override:
                 c["host"], c["port"] = override[c["name"]][0], int(override[c["name"]][1])
-            share = c["queue_bytes"] // len(c["stations"])
             for st in cfg["stations"]:
                 if st["name"] not in c["stations"]:
                     continue
-                up = Uplink(
-                    c, st, self.clock.now, offset, queue_bytes=share, seed=seed, sleep=self.clock.sleep
-                )
+                up = Uplink(c, st, self.clock.now, offset, seed=seed, sleep=self.clock.sleep)
                 up.restart_notice(self.boot_t)
                 self.links.append(up)
                 self.by_station.setdefault(st["name"], []).append(up)
         self.acq = _make_acquisition(cfg, self.hal, self.clock, self.on_record)
-        self.history = RamHistory(offset * 60)
         self.commands = Commands(
             self.clock.now,
             offset * 60,
@@ -266,11 +350,28 @@ class App:
             params=params,
             set_time=getattr(self.hal, "set_time", None),
             acq=self.acq,
-            history=self.history,
             stations=dict([(s["name"], s) for s in cfg["stations"]]),
         )
         for up in self.links:
-            self.commands.attach(up)
+            self.commands.attach(up)  # applies the persisted per-link values (realtime ...)
+        # Links as the store routes them, with the realtime switch as persisted.
+        links = [{"name": u.name, "station": u.station, "realtime": u.realtime} for u in self.links]
+        sc = cfg.get("store") or {}
+        self.store = Store(_join(self.fs_root, STORE_DIR), links, max_bytes=sc.get("max_bytes", 1536 * 1024),
+                           seg_bytes=sc.get("seg_bytes", 8192))
+        self.store.on_drop = self.on_store_drop
+        for up in self.links:
+            up.store = self.store
+        self.commands.history = self.store
+        set_audit_sink(self.audit_sink, self.clock.now)
+        if cfg.get("rules"):
+            from app.rules import Rules
+
+            self.rules = Rules(cfg, self.on_event)
+            self.acq.set_rules(self.rules, self.apply_relays)
+            self.commands.rules = self.rules  # hook: platform alert level / background values
+        self.summary = self.config_summary()
+        self.cfg = None  # the parts still needed live in the objects built from it
         self.mode = "run"
 
     async def run(self):
@@ -297,16 +398,9 @@ def _make_acquisition(cfg, hal, clock, on_record):
 
 
 def _center_override(hal):
+    """Center name -> [host, port] replacing the configured address (HIL: EMLOG_CENTER_ADDR via the HAL)."""
     fn = getattr(hal, "center_addr_override", None)
-    if fn is not None:
-        return fn() or {}
-    try:
-        import os
-
-        text = os.getenv("EMLOG_CENTER_ADDR")
-        return json.loads(text) if text else {}
-    except Exception:
-        return {}
+    return (fn() or {}) if fn is not None else {}
 
 
 def load_config(fs_root):
@@ -320,11 +414,16 @@ def load_config(fs_root):
         cfg = None
         errors = exc.errors
     del cfgmod
-    sys.modules.pop("app.config", None)
+    # The validators are big and needed once: drop them from the module table (and their packages)
+    # so the collector can free their code.
     import app
 
-    if hasattr(app, "config"):
-        delattr(app, "config")
+    for name, pkg, attr in (("app.config", app, "config"), ("app.rules.check", None, "check")):
+        sys.modules.pop(name, None)
+        if pkg is None:
+            pkg = sys.modules.get("app.rules")
+        if pkg is not None and hasattr(pkg, attr):
+            delattr(pkg, attr)
     gc.collect()
     return cfg, errors
 
@@ -334,7 +433,7 @@ def main(boot_state=None):
 
     from app import clock as clockmod
 
-    clock = clockmod.Clock(hal) if hasattr(clockmod, "Clock") else clockmod
+    clock = clockmod.Clock(hal)
     log.setup(clock=clock.now)
     fs_root = _fs_root(hal)
     app = App(hal, clock, boot_state, fs_root)
@@ -352,13 +451,28 @@ def main(boot_state=None):
         except Exception as exc:
             buf = _exc_text(exc)
             app.enter_safe("start failed: %s" % buf)
+    cfg = errors = None  # not held by this frame while the app runs
+    gc.collect()
     try:
         asyncio.run(app.run())
     except KeyboardInterrupt:
         log.info("main", "interrupted")
     finally:
+        app.save_cursors()
         app.print_stats(final=True)
     return app
+
+
+def print_json(prefix, d):
+    """One line `prefix + JSON`, serialised straight to stdout: no multi-KB string (heap fragments)."""
+    out = sys.stdout
+    out.write(prefix)
+    json.dump(d, out)
+    out.write("\n")
+
+
+def _join(root, name):
+    return (root.rstrip("/") + "/" + name) if root else name
 
 
 def _fs_root(hal):

@@ -177,6 +177,8 @@ class StationStats:
         from app.clock import DAY, HOUR, period_length, period_start
 
         self._start = period_start
+        self._length = period_length
+        self._next_len = None  # minute period length after the running one (MinInterval change)
         self.st = station
         self.sample_s = sample_s
         self.offset_s = offset_s
@@ -204,6 +206,26 @@ class StationStats:
                 nxt.reset(self._start(p.start, nxt.length, self.offset_s))
             p.merge_into(nxt)
         p.start = None
+        if lvl == 0 and self._next_len is not None:
+            p.length = self._next_len
+            self._next_len = None
+
+    def set_min_interval(self, minutes, now):
+        """The running minute period ends at the first boundary of the new interval after `now` (it may be
+        shorter or longer than either interval); the following periods have the new length."""
+        length = self._length("min", minutes)
+        p = self.levels[0][1]
+        if p.start is None:
+            p.length = length
+            return
+        p.length = self._start(now, length, self.offset_s) + length - p.start
+        self._next_len = length
+
+    def close_all(self, out):
+        """Closes every running period now (clock stepped back): records with what they hold."""
+        for lvl in range(len(self.levels)):
+            if self.levels[lvl][1].start is not None:
+                self._close(lvl, out)
 
     def _roll(self, t, out):
         # Close every level whose period ends at or before t (t is the next sample's tick).

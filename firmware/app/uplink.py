@@ -1,12 +1,20 @@
 """Uplink of one station to one center over HJ 212 (TCP client).
 
-Per (center, station) one `Uplink`: records are encoded to CP text when they arrive (`offer`) and wait in a
-bounded `RecordQueue` until the center acknowledges them. Every upload has Flag A set (2017: Flag=5) and
-is re-sent with the same QN when no 9014 arrives within OverTime, at most ReCount times; then the link
-counts as unusable (HJ 212 section 6.2): the connection is closed and re-opened after a backoff, and the
-record is sent again. Timing: OverTime and the connect timeout are I/O timeouts in REAL time (like the
-Modbus response timeout); the reconnect backoff is a schedule in SIM time (a simulated 10-minute outage
-sees the same attempts as a real one). The backoff is exponential, capped, jittered by a seeded PRNG.
+Per (center, station) one `Uplink` (its `name` is the store link `center/station`). Records wait in the
+flash store (app/store.py) until this center acknowledges them: the uplink sends `store.pending(name)` in
+time order and `store.ack`s each record on its 9014. Records produced while the link is up are also
+handed over at once (`notify`) and sent between backlog records (at most one live record between two
+backlog records), so live data is not starved while an outage's backlog drains. The 2081 restart notice
+and the 3020 audit notices of parameter changes wait in RAM (`urgent`) and go first.
+
+Every upload has Flag A set (2017: Flag=5) and is re-sent with the same QN when no 9014 arrives within
+OverTime, at most ReCount times; then the link counts as unusable (HJ 212 section 6.2): the connection
+is closed and re-opened after a backoff, and the record is sent again. A record whose segment exceeds
+1024 bytes is split (`hj212.split`, HJ 212-2017 C.49/C.50): Flag D, PNUM/PNO, DataTime repeated, each
+part its own QN and its own 9014; the record is acked in the store once every part was acknowledged.
+Timing: OverTime and the connect timeout are I/O timeouts in REAL time (like the Modbus response
+timeout); the reconnect backoff is a schedule in SIM time (a simulated 10-minute outage sees the same
+attempts as a real one). The backoff is exponential, capped, jittered by a seeded PRNG.
 
 Platform requests: a request whose ST/MN/PW/QN is wrong gets 9011 with the matching QnRtn, an unknown
 CN gets 9011 QnRtn=8 (CN error), a frame with a bad CRC gets 9011 QnRtn=9 when its QN can be read.
@@ -18,54 +26,46 @@ is interleaved with a flow's packets; `send_acked` sends a packet of a flow and 
 import asyncio
 
 from app import log
-from app.queue import RecordQueue
 from protocols import hj212
 
-CN_FOR_KIND = {"rtd": "2011", "min": "2051", "hour": "2061", "day": "2031", "restart": "2081", "info": "3020"}
+CN_FOR_KIND = {"rtd": "2011", "min": "2051", "hour": "2061", "day": "2031", "restart": "2081", "info": "3020",
+               "evt": "3020"}
 FIELDS_RTD = ("Rtd", "ZsRtd")
 FIELDS_PERIOD = ("Cou", "Min", "Avg", "Max", "ZsMin", "ZsAvg", "ZsMax")
 CONNECT_TIMEOUT_S = 10  # real seconds
-# HJ 212-2017 Table 9: every CN a center may send; others get 9011 QnRtn=8 (CN error).
-KNOWN_CNS = (
-    "1000",
-    "1011",
-    "1012",
-    "1013",
-    "1061",
-    "1062",
-    "1063",
-    "1064",
-    "1072",
-    "2011",
-    "2012",
-    "2021",
-    "2022",
-    "2031",
-    "2041",
-    "2051",
-    "2061",
-    "2081",
-    "3011",
-    "3012",
-    "3013",
-    "3014",
-    "3015",
-    "3016",
-    "3017",
-    "3018",
-    "3019",
-    "3020",
-    "3021",
-    "9011",
-    "9012",
-    "9013",
-    "9014",
-)
 SYSTEM_CNS = ("9011", "9012", "9013", "9014")  # replies are never answered
 BACKOFF_FIRST_S = 1  # sim seconds
 BACKOFF_MAX_S = 60
 READ_CHUNK = 256
 MAX_PENDING_CMDS = 4
+LIVE_MAX = 4  # live records held for interleaving (shared dicts); more wait in the store for the backlog pass
+URGENT_MAX = 16  # RAM notices (restart, audit logs); the oldest audit notice goes first when full
+SAVE_ACKS = 16  # acks between cursor writes while a backlog drains (a power cut re-sends at most these)
+BACKLOG_SLOTS = 2  # links draining a backlog at once: each pass holds ~20 KB (decoded heads + batches)
+
+
+class _Slots:
+    """Shared by every uplink: at most `free` backlog passes at a time; waiting links are woken."""
+
+    def __init__(self, n):
+        self.free = n
+        self.waiting = []
+
+    def take(self, up):
+        if self.free > 0:
+            self.free -= 1
+            return True
+        if up not in self.waiting:
+            self.waiting.append(up)
+        return False
+
+    def give(self):
+        self.free += 1
+        while self.waiting:
+            self.waiting.pop(0)._ev.set()
+
+
+SLOTS = _Slots(BACKLOG_SLOTS)
 
 
 def fmt_num(v):
@@ -194,11 +194,75 @@ def _name_seed(name):
     return h
 
 
+def groups_text(groups):
+    """CP text of CP groups [[(key, value), ...], ...] (as `event_cp` returns them)."""
+    out = []
+    for g in groups:
+        if out:
+            out.append(";")
+        first = True
+        for k, v in g:
+            if not first:
+                out.append(",")
+            first = False
+            out.append(k if v is None else k + "=" + v)
+    return "".join(out)
+
+
+def event_text(data):
+    """Log text of a stored event that did not come from the rules engine (e.g. the store's drop alarm)."""
+    import json
+
+    if data.get("alarm") == "store_drop":
+        # The alarm's name first, the counts per kind as JSON last: readable, and parseable on the platform.
+        return "store_drop: record store full, %d unsent records dropped since boot %s" % (
+            data.get("total", 0), json.dumps(data.get("dropped") or {}))
+    text = data.get("text")
+    if text:
+        return text
+    return json.dumps(data)
+
+
+def evt_cp(rec, offset_s):
+    """CP text of the 3020 upload of a stored event record (rules event, or a logger alarm)."""
+    from app.rules.wire import event_cp
+
+    data = rec["data"]
+    if not isinstance(data, dict):
+        data = {"text": str(data)}
+    if "rule" in data and "state" in data:
+        ev = data
+        if ev.get("t") is None:
+            ev["t"] = rec["t"]
+    else:
+        ev = {"t": rec["t"], "state": "start" if data.get("alarm") else "event", "text": event_text(data)}
+    return groups_text(event_cp(ev, offset_s))
+
+
+def _whole_groups(cp):
+    """CP groups for hj212.split without parsing the items: split only breaks between `;` groups, so
+    each group is kept as one opaque item (encoded unchanged); DataTime stays a real item because every
+    part repeats it. Far less heap than parse_cp (one string per group, not two per field)."""
+    out = []
+    for g in cp.split(";"):
+        if not out and g.startswith("DataTime="):
+            out.append([("DataTime", g[9:])])
+        else:
+            out.append([(g, None)])
+    return out
+
+
+def _ref_in(items, ref):
+    for i in range(len(items)):
+        if items[i][0] == ref:
+            return i
+    return -1
+
+
 class Uplink:
-    def __init__(
-        self, center, station, clock, utc_offset_min=480, queue_bytes=None, seed=0, sleep=None, connect=None
-    ):
-        """`clock()` -> sim epoch seconds; `sleep(s)` an awaitable sim-time sleep (default asyncio real);
+    def __init__(self, center, station, clock, utc_offset_min=480, store=None, seed=0, sleep=None, connect=None):
+        """`clock()` -> sim epoch seconds; `store` the app.store.Store holding this link's records (link
+        name `center/station`); `sleep(s)` an awaitable sim-time sleep (default asyncio real);
         `connect(host, port)` -> (reader, writer) (default asyncio.open_connection)."""
         self.center = center["name"]
         self.station = station["name"]
@@ -212,12 +276,19 @@ class Uplink:
         self.overtime_s = center.get("overtime_s", 10)
         self.recount = center.get("recount", 3)
         self.realtime = center.get("realtime", True)
+        self.rtd_since = 0  # rtd records older than this are not sent (realtime switched on later)
         self.clock = clock
         self.offset_s = utc_offset_min * 60
         self.sleep = sleep or asyncio.sleep
         self.connect = connect or asyncio.open_connection
-        self.queue = RecordQueue(queue_bytes or center.get("queue_bytes", 16384), name=self.name)
-        self.queue.on_drop = self._dropped
+        self.store = store
+        self.urgent = []  # [kind, t, cp] in RAM: 2081 restart notice, 3020 audit notices
+        self.live = []  # [(ref, rec)] produced while connected, not yet sent
+        self._backlog = None  # store.pending(name) generator while a backlog drains (holds a SLOTS slot)
+        self._backlog_done = False  # the last backlog pass found nothing: wait for news
+        self._took_live = False
+        self._unsaved = 0  # acks not yet written to the cursor file
+        self.urgent_dropped = 0
         self.rng = Rng(seed ^ _name_seed(self.name))
         self.flag_ack = hj212.make_flag(self.version, ack=True)
         self.flag_reply = hj212.make_flag(self.version, ack=False)
@@ -235,6 +306,10 @@ class Uplink:
             "rx_unexpected": 0,
             "replies_9011": 0,
             "requests": 0,
+            "split": 0,
+            "skipped": 0,
+            "live": 0,
+            "backlog": 0,
         }
         self._last_qn = 0
         self._ev = asyncio.Event()
@@ -255,33 +330,121 @@ class Uplink:
 
     # -- records in -------------------------------------------------------------------------------------
 
-    def offer(self, rec):
-        """Queues a record of this station; rtd only when the center wants realtime data."""
-        kind = rec["kind"]
-        if kind == "rtd" and not self.realtime:
-            return False
-        cn = CN_FOR_KIND.get(kind)
-        if cn is None:
-            log.warn("uplink", "%s: record kind %r has no CN; ignored" % (self.name, kind))
-            return False
-        self.queue.put(kind, rec["t"], encode_cp(rec, self.offset_s))
+    def notify(self, ref, rec):
+        """A record of this link was just stored (`ref` from store.append): sent soon when connected."""
+        if not self.connected:
+            return  # the backlog pass after (re)connecting finds it in the store
+        if len(self.live) >= LIVE_MAX:
+            self._backlog_done = False  # too many at once: the backlog pass sends the rest in order
+        else:
+            self.live.append((ref, rec))
         self._ev.set()
-        return True
+
+    def recheck(self):
+        """Something was stored without `notify` (the store's own drop alarm): look at the store again."""
+        self._backlog_done = False
+        self._ev.set()
 
     def offer_cp(self, kind, t, cp):
-        """Queues an already encoded upload (e.g. kind "info": a 3020 log line for the platform)."""
-        self.queue.put(kind, t, cp)
+        """Queues an already encoded upload in RAM (e.g. kind "info": a 3020 audit notice)."""
+        if len(self.urgent) >= URGENT_MAX:
+            for i in range(len(self.urgent)):
+                if self.urgent[i][0] != "restart":
+                    old = self.urgent.pop(i)
+                    self.urgent_dropped += 1
+                    log.warn("uplink", "%s: notice queue full, dropped %s %s" % (self.name, old[0], old[2][:40]))
+                    break
+        self.urgent.append([kind, t, cp])
         self._ev.set()
 
     def restart_notice(self, boot_t):
         """Queues the 2081 restart notice (sent first on the first connection)."""
-        self.offer({"kind": "restart", "t": boot_t, "restart": boot_t})
+        self.urgent.insert(0, ["restart", boot_t, encode_cp({"kind": "restart", "t": boot_t, "restart": boot_t},
+                                                              self.offset_s)])
 
-    def _dropped(self, item):
-        log.warn(
-            "uplink",
-            "%s: queue full, dropped %s record %s" % (self.name, item[0], stamp(item[1], self.offset_s)),
-        )
+    def set_realtime(self, on):
+        """2011/2012: realtime records are sent from now on / no longer (stored ones are skipped)."""
+        if on and not self.realtime:
+            self.rtd_since = int(self.clock())
+        self.realtime = on
+        link = self.store.links.get(self.name) if self.store is not None else None
+        if on and link is not None:
+            link["realtime"] = True  # route rtd to this link from now on (switching off only skips them)
+
+    def pending(self):
+        """Records waiting for this center (store) plus RAM notices."""
+        n = len(self.urgent)
+        if self.store is not None:
+            n += self.store.pending_count(self.name)
+        return n
+
+    # -- what to send next ------------------------------------------------------------------------------
+
+    def _wire(self, kind, rec):
+        """(cn, cp text) of a stored record, or None when it is not sent on this link (then acked)."""
+        if kind == "rtd":
+            if not self.realtime or rec["t"] < self.rtd_since:
+                return None
+        elif kind == "evt":
+            data = rec.get("data")
+            if isinstance(data, dict) and data.get("wire") == 0:
+                return None  # rate-limited on the wire by the rules engine (kept in the store)
+            return "3020", evt_cp(rec, self.offset_s)
+        cn = CN_FOR_KIND.get(kind)
+        if cn is None:
+            return None
+        return cn, encode_cp(rec, self.offset_s)
+
+    def _next_stored(self):
+        """(ref, rec) to send next: live and backlog records alternate; None when nothing waits."""
+        store = self.store
+        while True:
+            if not self._backlog_done and self._backlog is None and SLOTS.take(self):
+                self._backlog = store.pending(self.name)
+            backlog = self._backlog is not None  # False: drained, or waiting for a slot
+            if self.live and (not self._took_live or not backlog):
+                ref, rec = self.live.pop(0)
+                if store.is_acked(self.name, ref):
+                    continue  # sent from the backlog meanwhile
+                self._took_live = True
+                self.c["live"] += 1
+                return ref, rec
+            if not backlog:
+                return None
+            try:
+                ref, rec = next(self._backlog)
+            except StopIteration:
+                self._end_backlog()
+                self._backlog_done = True
+                continue
+            i = _ref_in(self.live, ref)
+            if i >= 0:
+                self.live.pop(i)
+            self._took_live = False
+            self.c["backlog"] += 1
+            return ref, rec
+
+    def _end_backlog(self):
+        if self._backlog is not None:
+            self._backlog = None
+            SLOTS.give()
+
+    def _ack(self, ref):
+        if not self.store.ack(self.name, ref, sync=False):
+            self._backlog_done = False  # acked-ahead set full: it stays pending and is sent again
+            return
+        self._unsaved += 1
+        if self._unsaved >= SAVE_ACKS:
+            self.save_cursor()
+
+    def save_cursor(self):
+        """Persists the acks so far (called when idle, every SAVE_ACKS acks, and at shutdown)."""
+        if self._unsaved and self.store is not None:
+            self._unsaved = 0
+            try:
+                self.store.save_cursor(self.name)
+            except OSError as exc:
+                log.error("uplink", "%s: cursor not saved (%s)" % (self.name, exc))
 
     # -- packets ----------------------------------------------------------------------------------------
 
@@ -294,7 +457,8 @@ class Uplink:
         return stamp(ms // 1000, self.offset_s) + "%03d" % (ms % 1000)
 
     def packet(self, qn, cn, cp, st=None, flag=None):
-        """Frame bytes; `cp` is the CP text. Header in the standard's order (Table 3), one join."""
+        """Frame bytes of one packet that fits a segment; `cp` is the CP text. Header in the standard's
+        order (Table 3), one join. Use `frames` for anything that may need splitting."""
         seg = "QN=%s;ST=%s;CN=%s;PW=%s;MN=%s;Flag=%d;CP=&&%s&&" % (
             qn,
             st or self.st,
@@ -305,6 +469,25 @@ class Uplink:
             cp,
         )
         return hj212.frame(seg)
+
+    def frames(self, cn, cp, flag=None):
+        """[(qn, frame bytes)]: one packet, or its PNUM/PNO parts when the segment exceeds 1024 bytes
+        (HJ 212-2017 C.49/C.50: each part its own QN, Flag D, DataTime repeated)."""
+        flag = self.flag_ack if flag is None else flag
+        qn = self.new_qn()
+        try:
+            return [(qn, self.packet(qn, cn, cp, flag=flag))]
+        except hj212.Hj212Error as exc:
+            if exc.reason != "too-long":
+                raise
+        parts = hj212.split(hj212.Packet(self.st, cn, self.pw, self.mn, _whole_groups(cp), qn, flag))
+        out = []
+        for i in range(len(parts)):
+            if i:
+                parts[i].qn = self.new_qn()  # unique and increasing, like every other QN of this link
+            out.append((parts[i].qn, parts[i].encode()))
+        self.c["split"] += 1
+        return out
 
     # -- connection -------------------------------------------------------------------------------------
 
@@ -336,6 +519,7 @@ class Uplink:
             self.connected = False
             self.down_since = self.clock()
             self.c["link_down"] += 1
+            self.save_cursor()
             try:
                 writer.close()
                 await writer.wait_closed()
@@ -344,40 +528,66 @@ class Uplink:
             await self.sleep(backoff_s(1, self.rng))
 
     async def session(self, reader, writer):
-        """Sends the queue head by head until the link fails; returns/raises when it does."""
+        """Sends RAM notices, then stored records (backlog and live interleaved) until the link fails."""
         self._dead = False
         self._writer = writer
+        self.connected = True
+        self.live = []
+        self._backlog = None
+        self._backlog_done = self.store is None
+        self._took_live = False
         rx = asyncio.create_task(self._reader(reader))
         if self.commands is not None:
             self.commands.on_connect(self, self.clock() - self.down_since)
         try:
             while not self._dead:
-                item = self.queue.head()
-                if item is None:
-                    self._ev.clear()
+                if self.urgent:
+                    item = self.urgent[0]
+                    ok = await self._upload(CN_FOR_KIND[item[0]], item[2], item[1])
+                    if ok and self.urgent and self.urgent[0] is item:
+                        self.urgent.pop(0)
+                    continue
+                nxt = self._next_stored() if self.store is not None else None
+                if nxt is None:
+                    self.save_cursor()
+                    self._ev.clear()  # nothing to send now: wait for a record, a notice or a slot
                     await self._ev.wait()
                     continue
-                await self.lock.acquire()
-                try:
-                    ok = await self._send(item)
-                finally:
-                    self.lock.release()
-                if not ok:
-                    raise OSError("no 9014 after %d sends" % (1 + self.recount))
-                self.queue.done(item)
+                ref, rec = nxt
+                wire = self._wire(rec["kind"], rec)
+                if wire is None:
+                    self.c["skipped"] += 1
+                    self._ack(ref)
+                    continue
+                if await self._upload(wire[0], wire[1], rec["t"]):
+                    self._ack(ref)
             raise OSError("closed by the center")
         finally:
             self._writer = None
+            self._end_backlog()  # a pass holds file positions and decoded records
+            if self in SLOTS.waiting:
+                SLOTS.waiting.remove(self)
+            self.live = []
             rx.cancel()
             self._cmds = []
             if self._worker is not None:
                 self._worker.cancel()
                 self._worker = None
 
-    async def _send(self, item):
-        kind, t, body = item
-        qn = self.new_qn()
-        pkt = self.packet(qn, CN_FOR_KIND[kind], body)
+    async def _upload(self, cn, cp, t):
+        """Sends one record (every part of it), each waiting for its 9014; raises when the link failed."""
+        await self.lock.acquire()
+        try:
+            for qn, pkt in self.frames(cn, cp):
+                if not await self._send(qn, pkt):
+                    raise OSError("no 9014 after %d sends" % (1 + self.recount))
+        finally:
+            self.lock.release()
+        self.c["acked"] += 1
+        self.last_ack_t = t
+        return True
+
+    async def _send(self, qn, pkt):
         self._await_qn = qn
         self._acked = False
         try:
@@ -387,15 +597,13 @@ class Uplink:
                 await self._write(pkt)
                 self.c["sent"] += 1
                 if await self._wait_ack(self.overtime_s):
-                    self.c["acked"] += 1
-                    self.last_ack_t = t
                     return True
                 if self._dead:
                     raise OSError("closed by the center")
                 self.c["timeouts"] += 1
                 log.warn(
                     "uplink",
-                    "%s: no 9014 for QN=%s within %d s (send %d of %d)"
+                    "%s: no 9014 for QN=%s within %s s (send %d of %d)"
                     % (self.name, qn, self.overtime_s, attempt + 1, 1 + self.recount),
                 )
             return False
@@ -477,7 +685,7 @@ class Uplink:
             log.warn("uplink", "%s: unexpected %s QN=%s; ignored" % (self.name, pkt.cn, pkt.qn))
             return
         try:
-            hj212.check_request(pkt, mn=self.mn, pw=self.pw, st=self.st, known_cns=KNOWN_CNS)
+            hj212.check_request(pkt, mn=self.mn, pw=self.pw, st=self.st, known_cns=hj212.PLATFORM_CNS)
         except hj212.Hj212Error as exc:
             log.warn(
                 "uplink",
@@ -525,13 +733,17 @@ class Uplink:
         await self._write(packet.encode())
 
     async def send_acked(self, cn, cp, reply_cn=hj212.CN_DATA_ACK, ack=True):
-        """Sends `cp` (CP text) as CN with a new QN; with `ack` (Flag A=1) waits for `reply_cn` with that
-        QN, re-sending after OverTime at most ReCount times. True when answered (or no ack wanted)."""
-        qn = self.new_qn()
-        pkt = self.packet(qn, cn, cp, flag=self.flag_ack if ack else self.flag_reply)
-        if not ack:
-            await self._write(pkt)
-            return True
+        """Sends `cp` (CP text) as CN with a new QN (split into parts when too long, each part its own
+        QN); with `ack` (Flag A=1) waits for `reply_cn` with each part's QN, re-sending after OverTime at
+        most ReCount times. True when every part was answered (or no ack wanted)."""
+        for qn, pkt in self.frames(cn, cp, flag=self.flag_ack if ack else self.flag_reply):
+            if not ack:
+                await self._write(pkt)
+            elif not await self._send_cmd(qn, pkt, cn, reply_cn):
+                return False
+        return True
+
+    async def _send_cmd(self, qn, pkt, cn, reply_cn):
         self._cmd_qn = qn
         self._cmd_reply = reply_cn
         self._cmd_acked = False
@@ -574,10 +786,10 @@ class Uplink:
     def snapshot(self):
         d = dict(self.c)
         d["connected"] = self.connected
-        d["queue"] = len(self.queue)
-        d["queue_bytes"] = self.queue.nbytes
-        d["queue_high"] = self.queue.high_water
-        d["dropped"] = self.queue.dropped
+        d["queue"] = self.pending()
+        d["urgent"] = len(self.urgent)
+        d["urgent_dropped"] = self.urgent_dropped
+        d["dropped"] = self.store.dropped if self.store is not None else 0
         return d
 
 

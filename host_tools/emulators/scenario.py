@@ -182,9 +182,11 @@ class DeviceScenario:
         return None
 
     def answers(self, k):
-        """False when no valid reply can be obtained for tick k (a fault that hits every request)."""
+        """False when no valid reply can be obtained for tick k (a fault that hits every request).
+
+        A chunked reply is still a whole, valid reply: only its bytes arrive in pieces."""
         w = self.fault(k)
-        return w is None or int(w.get("every", 1)) > 1
+        return w is None or w.get("kind") == "chunked" or int(w.get("every", 1)) > 1
 
 
 def merge(base, over):

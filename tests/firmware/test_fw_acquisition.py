@@ -109,7 +109,7 @@ class Clock:
         self.t = max(self.t, t)
 
 
-def setup():
+def setup(cfg=CFG):
     cems = {10: 0, 11: 0}
     f32(cems, 14, 30.0)  # NO
     f32(cems, 18, 2.0)  # NO2
@@ -121,7 +121,7 @@ def setup():
     bus2 = Slaves({5: dust})  # voc (address 1) is dead
     recs = []
     clock = Clock(T0)
-    acq = Acquisition(CFG, None, clock, recs.append, ports={1: bus1, 2: bus2})
+    acq = Acquisition(cfg, None, clock, recs.append, ports={1: bus1, 2: bus2})
     return acq, clock, recs, cems, bus2
 
 
@@ -219,3 +219,108 @@ def test_run_with_a_scaled_clock():
     assert [r["t"] for r in mins][:1] == [T0]
     # at 25x a 1 s tick is 40 ms real: every live device is polled in time on most ticks
     assert snap["samples"]["boiler"]["taken"]["a21003"] >= 0.9 * snap["samples"]["boiler"]["expected"], snap
+
+
+def test_min_interval_change_ends_the_running_period_at_the_new_boundary():
+    acq, clock, recs, cems, bus2 = setup()
+    drive(acq, clock, T0, T0 + 30)
+    clock.t = T0 + 30.5
+    acq.set_min_interval(5)  # HJ 212 1064 at 10:00:30: the running minute ends at 10:05:00
+    drive(acq, clock, T0 + 30, T0 + 601)
+    mins = [r for r in recs if r["kind"] == "min" and r["station"] == "boiler"]
+    assert [r["t"] - T0 for r in mins] == [0, 300]
+    for r in mins:
+        flow = dict(r["values"])["a00000"]
+        # every one of the period's 300 samples counted once: 40 m3/s x 300 s, all valid
+        assert flow["Flag"] == "N" and approx(flow["Cou"], 40.0 * 300)
+    assert acq.min_interval == 5
+
+
+def test_clock_step_back_within_the_minute_feeds_no_tick_twice():
+    acq, clock, recs, cems, bus2 = setup()
+    drive(acq, clock, T0, T0 + 30)
+    acq.time_changed(T0 + 30.05, T0 + 20.05)  # platform time calibration, 10 s back
+    drive(acq, clock, T0 + 20, T0 + 61)
+    mins = [r for r in recs if r["kind"] == "min" and r["station"] == "boiler"]
+    assert [r["t"] for r in mins] == [T0]
+    flow = dict(mins[0]["values"])["a00000"]
+    assert flow["Flag"] == "N" and approx(flow["Cou"], 40.0 * 60)  # 60 samples, none twice
+    rtd = [r["t"] - T0 for r in recs if r["kind"] == "rtd" and r["station"] == "boiler"]
+    assert rtd == [0, 30, 60]  # no realtime record produced twice either
+    lag = acq.snapshot()["lag"]
+    assert lag["replayed"] == 10 and lag["clock_steps"] == 1
+
+
+def test_clock_step_back_beyond_the_minute_closes_the_periods_and_restarts():
+    acq, clock, recs, cems, bus2 = setup()
+    drive(acq, clock, T0, T0 + 90)
+    n = len(recs)
+    acq.time_changed(T0 + 90.05, T0 - 3600 + 0.05)  # the old clock was an hour fast
+    closed = [(r["kind"], r["station"], r["t"] - T0) for r in recs[n:] if r["station"] == "boiler"]
+    assert closed == [("min", "boiler", 60), ("hour", "boiler", 0), ("day", "boiler", -10 * 3600)]
+    part = dict(recs[n]["values"])["a00000"]
+    assert part["Flag"] == "B" and approx(part["Cou"], 40.0 * 30)  # 30 of 60 samples: the rest count as B
+    drive(acq, clock, T0 - 3600, T0 - 3600 + 61)
+    mins = [r["t"] - T0 for r in recs[n:] if r["kind"] == "min" and r["station"] == "boiler"]
+    assert mins == [60, -3600]
+
+
+class FakeRules:
+    def __init__(self):
+        self.events = 0
+        self.calls = []
+
+    def tick(self, t, values, points):
+        b = values["boiler"]
+        self.calls.append(("tick", t, b["a21003"], b["a21002"], dict(points)))
+        if t == T0 + 5:
+            self.events += 1
+
+    def period(self, kind, t, record):
+        self.calls.append(("period", kind, t, record["station"], len(record["values"])))
+
+
+def test_rules_see_every_tick_their_points_and_closed_periods_before_the_uplink():
+    cfg = dict(CFG)
+    cfg["rules"] = {"list": [{"name": "flow-collapse", "type": "bypass", "kind": "main_flow", "input": "flue.flow",
+                              "below": 3, "running": "cems.o2", "running_above": 5}]}
+    acq, clock, recs, cems, bus2 = setup(cfg)
+    assert sorted([k for k, _, _ in acq._rpoints]) == ["cems.o2", "flue.flow"]
+    rules = FakeRules()
+    changed = []
+    seen = []
+    acq.on_record = lambda r: seen.append((r["kind"], r["t"], len([c for c in rules.calls if c[0] == "period"])))
+    acq.set_rules(rules, lambda: changed.append(acq.t))
+    drive(acq, clock, T0, T0 + 61)
+    ticks = [c for c in rules.calls if c[0] == "tick"]
+    assert [c[1] - T0 for c in ticks] == list(range(61))
+    _, t, no, nox, pts = ticks[3]
+    assert no == (30.0, "N", None)
+    assert nox[0] == 30.0 * 46 / 30 + 2.0 and nox[1] == "N" and approx(nox[2], nox[0] * 15 / 12)
+    assert pts == {"flue.flow": (40.0, "N"), "cems.o2": (9.0, "N")}
+    periods = [c for c in rules.calls if c[0] == "period"]
+    assert [(c[1], c[2], c[3]) for c in periods] == [("min", T0, "boiler"), ("min", T0, "voc"), ("min", T0, "dust")]
+    # each closed record reached the rules before the uplink saw it; realtime records never do
+    assert [s for s in seen if s[0] == "min"] == [("min", T0, 1), ("min", T0, 2), ("min", T0, 3)]
+    assert changed == [T0 + 5]
+
+
+def test_devices_feeding_stations_are_polled_before_rule_only_devices():
+    cfg = dict(CFG)
+    bus2 = dict(CFG["buses"][1])
+    bus2["devices"] = [{"name": "damper", "template": "di4", "address": 4, "poll_s": 1}] + CFG["buses"][1]["devices"]
+    cfg["buses"] = [CFG["buses"][0], bus2]
+    acq, clock, recs, cems, slaves2 = setup(cfg)
+    order = []
+    write = slaves2.write
+
+    def logged(req):
+        order.append(req[0])
+        write(req)
+
+    slaves2.write = logged
+    slaves2.slaves[4] = {0: 1}
+    drive(acq, clock, T0, T0 + 1)
+    assert [d.name for d in acq.buses[1][1]] == ["voc", "dust", "damper"]
+    # voc (1) is dead: its 2 attempts, then dust (5, three reads), then the contact module (4) last
+    assert order[:5] == [1, 1, 5, 5, 5] and order[5:] and set(order[5:]) == {4}, order

@@ -17,11 +17,12 @@ import time
 
 from app import commands, log, uplink
 from app.params import Params
+from app.store import Store
 
 from protocols import hj212
 
 INTERPRETERS = ("micropython",)
-MICROPYTHON_HEAP = "256k"  # compiling uplink + commands + hj212 from source; the device loads .mpy
+MICROPYTHON_HEAP = "320k"  # compiling uplink + commands + store + hj212 from source; the device loads .mpy
 
 MN = "31000000123456789ABCDEF0"
 T0 = 1710469800
@@ -34,7 +35,7 @@ log.setup(sink=lambda line: None)
 
 def _center(name="nat", pw="123456"):
     return {"name": name, "host": "127.0.0.1", "port": 9001, "version": 2017, "overtime_s": 10,
-            "recount": 2, "realtime": True, "queue_bytes": 8000, "stations": {"boiler": {"pw": pw}}}
+            "recount": 2, "realtime": True, "stations": {"boiler": {"pw": pw}}}
 
 
 class Clock:
@@ -150,14 +151,19 @@ class Env:
             self.set_calls.append(t)
             self.clock.set(t)
 
-        self.history = history if history is not None else commands.RamHistory(OFFSET_S)
+        links = [{"name": name + "/boiler", "station": "boiler", "realtime": True} for name in centers]
+        self.store = Store(self.fs + "/store", links)
+        self.history = history if history is not None else self.store
         self.cmds = commands.Commands(self.clock, OFFSET_S, {"rtd_interval_s": 30, "min_interval_min": 10},
                                       params=self.params, set_time=set_time_fn if set_time else None,
                                       acq=self.acq, history=self.history, stations={"boiler": STATION})
+        # the app's audit sink: every entry into the store's audit lane
+        commands.set_audit_sink(lambda e: self.store.append({"kind": "aud", "station": "", "t": e[0],
+                                                             "data": e[1:]}))
         self.cmds.time_sync_due = False
         self.ups = []
         for name in centers:
-            up = uplink.Uplink(_center(name), STATION, self.clock, utc_offset_min=480, seed=1)
+            up = uplink.Uplink(_center(name), STATION, self.clock, utc_offset_min=480, store=self.store, seed=1)
             up.overtime_s = 0.05  # real seconds: a missing 9014 is noticed quickly
             self.cmds.attach(up)
             self.ups.append(up)
@@ -237,8 +243,11 @@ def test_1000_sets_overtime_recount_per_link_persisted_and_audited():
     whats = [(e[1], e[2], e[3], e[4]) for e in commands.audit_entries(T0, T0)][-2:]
     assert whats == [("nat/boiler", "overtime_s", "0.05", "5"), ("nat/boiler", "recount", "2", "4")]
     # reported to the platform as 3020 log uploads (queued on this link)
-    infos = [it for it in env.up.queue.items if it[0] == "info"]
+    infos = [it for it in env.up.urgent if it[0] == "info"]
     assert len(infos) == 2 and "recount 2 -> 4" in infos[1][2] and infos[1][2].startswith("DataTime=20240315103000;")
+    # and durably in the store's audit lane
+    auds = [r["data"] for r in env.store.query("aud", "", T0, T0)]
+    assert auds[-2:] == [["nat/boiler", "overtime_s", "0.05", "5"], ["nat/boiler", "recount", "2", "4"]]
     # a reboot applies the stored values to a fresh link
     env2 = Env(fs=env.fs)
     assert env2.up.overtime_s == 5 and env2.up.recount == 4
@@ -276,6 +285,14 @@ def test_1012_sets_the_clock_and_audits_old_and_new():
         qn, pk = _exchange(env, "1012", bad)
         assert _summary(qn, pk)[-1] == ("9012", "91", 4, "ExeRtn=3"), bad
     assert len(env.set_calls) == 1
+    # within the second SystemTime names (its resolution), the clock is already right: not stepped
+    env.clock.set(T0 + 5400 + 0.6)
+    qn, pk = _exchange(env, "1012", "SystemTime=20240315120000")
+    assert _summary(qn, pk)[-1] == ("9012", "91", 4, "ExeRtn=1")
+    assert len(env.set_calls) == 1 and len(env.acq.time_calls) == 1 and env.clock() == T0 + 5400.6
+    assert commands.audit_entries()[-1][1:] == ["nat/boiler", "SystemTime", "20240315120000", "20240315120000"]
+    qn, pk = _exchange(env, "1012", "SystemTime=20240315115959")  # 1.6 s behind: stepped
+    assert env.set_calls[-1] == T0 + 5399 and env.acq.time_calls[-1] == (T0 + 5400.6, T0 + 5399)
 
 
 def test_intervals_get_and_set_with_range_checks():
@@ -341,7 +358,7 @@ def test_realtime_start_stop_and_status_notifications():
     qn, pk = _exchange(env, "2012")
     assert _summary(qn, pk) == [("9013", "91", 4, "")]  # C.11: a notification, no 9011
     assert env.up.realtime is False
-    assert not env.up.offer({"kind": "rtd", "station": "boiler", "t": T0, "values": []})
+    assert env.up._wire("rtd", {"kind": "rtd", "station": "boiler", "t": T0, "values": []}) is None
     qn, pk = _exchange(env, "2011")
     assert _summary(qn, pk) == [("9011", "91", 4, "QnRtn=1"), ("9012", "91", 4, "ExeRtn=1")]
     assert env.up.realtime is True
@@ -372,12 +389,15 @@ class ListHistory:
         return [r for r in self.recs if r["kind"] == kind and r["station"] == station and t0 <= r["t"] < t1]
 
 
-def test_history_one_record_per_packet_acked_then_9012_and_queue_untouched():
-    hist = ListHistory([_min_rec(T0 - 600, 1), _min_rec(T0 - 540, 2), _min_rec(T0 - 480, 3)])
-    env = Env(history=hist, centers=("nat", "prov"))
-    env.up.offer(_min_rec(T0, 9))
-    env.ups[1].offer(_min_rec(T0, 9))
-    before = [len(u.queue) for u in env.ups]
+def test_history_from_the_store_one_record_per_packet_acked_then_9012_and_cursors_untouched():
+    env = Env(centers=("nat", "prov"))
+    for t, avg in ((T0 - 600, 1), (T0 - 540, 2), (T0 - 480, 3)):
+        env.store.append(_min_rec(t, avg))
+    for ref, _rec in list(env.store.pending("nat/boiler")):
+        env.store.ack("nat/boiler", ref)  # delivered long ago to this center; kept for recall
+    env.store.append(_min_rec(T0, 9))  # a live record, uploaded during the recall
+    before = [env.store.pending_count(u.name) for u in env.ups]
+    assert before == [1, 4]
     # 10:20:00 .. 10:21:00 inclusive (C.20: precision minute)
     qn, pk = _exchange(env, "2051", "BeginTime=20240315102000;EndTime=20240315102100")
     flow = [p for p in pk if p.qn == qn or p.cn == "2051" and p.get("DataTime", "") < "20240315103000"]
@@ -390,13 +410,33 @@ def test_history_one_record_per_packet_acked_then_9012_and_queue_untouched():
     recs = flow[1:3]
     assert recs[0].qn != qn and recs[1].qn != recs[0].qn and recs[0].flag == 5  # new QN each, ack wanted (C.48)
     assert recs[0].get("a21003-Avg") == "1" and recs[1].get("a21003-Avg") == "2"
-    assert [len(u.queue) for u in env.ups][1] == before[1]  # the other center's queue is not touched
+    # recall reads the store; it moves no upload cursor (the other center's records all still pending)
+    assert env.store.pending_count("prov/boiler") == before[1]
     qn, pk = _exchange(env, "2061", "BeginTime=20240315080000;EndTime=20240315090000")
     assert _summary(qn, pk) == [("9011", "91", 4, "QnRtn=1"), ("9012", "91", 4, "ExeRtn=100")]
     qn, pk = _exchange(env, "2051", "BeginTime=20240315102100;EndTime=20240315102000")
     assert _summary(qn, pk)[-1][3] == "ExeRtn=3"
     qn, pk = _exchange(env, "2041", "BeginTime=20240315000000;EndTime=20240315000000")
     assert _summary(qn, pk)[-1][3] == "ExeRtn=100"
+
+
+def test_history_record_over_1024_bytes_is_recalled_in_parts_each_acked():
+    env = Env()
+    vals = [["a%05d" % (21000 + k), {"Min": 1.5, "Avg": 2.5, "Max": 3.5, "ZsMin": 4.5, "ZsAvg": 5.5,
+                                      "ZsMax": 6.5, "Cou": 0.25, "Flag": "N"}] for k in range(14)]
+    ref = env.store.append({"kind": "hour", "station": "boiler", "t": T0 - 1800, "values": vals})
+    env.store.ack("nat/boiler", ref)  # uploaded before: only the recall sends it now
+    qn, pk = _exchange(env, "2061", "BeginTime=20240315100000;EndTime=20240315100000")
+    parts = [p for p in pk if p.cn == "2061"]
+    assert len(parts) >= 2 and _summary(qn, pk)[-1] == ("9012", "91", 4, "ExeRtn=1")
+    n = str(len(parts))
+    assert [(p.pnum, p.pno, p.flag) for p in parts] == [(n, str(i + 1), 7) for i in range(len(parts))]
+    assert len(set([p.qn for p in parts])) == len(parts)
+    codes = []
+    for p in parts:
+        assert p.cp_text().startswith("DataTime=20240315100000;")
+        codes += [g[0][0][:-4] for g in p.cp[1:]]  # each group starts with <code>-Cou
+    assert codes == [v[0] for v in vals]
 
 
 def test_history_without_9014_resends_same_qn_then_exertn_4():
@@ -414,15 +454,6 @@ def test_history_flag4_request_streams_without_acks_c47():
     recs = [p for p in pk if p.cn == "2051"]
     assert [p.flag for p in recs] == [4, 4]
     assert _summary(qn, pk) == [("9012", "91", 4, "ExeRtn=1")]  # Flag A=0: no 9011 asked for
-
-
-def test_ram_history_keeps_the_last_records_per_station_and_kind():
-    h = commands.RamHistory(OFFSET_S)
-    for i in range(4):
-        h.add(_min_rec(T0 + 60 * i, i))
-    got = h.query("min", "boiler", T0, T0 + 1000)
-    assert [t for t, cp in got] == [T0 + 120, T0 + 180]
-    assert got[0][1].startswith("DataTime=20240315103200;a21003-Min=2")
 
 
 # -- refusals --------------------------------------------------------------------------------------------

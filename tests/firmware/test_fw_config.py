@@ -68,7 +68,7 @@ def test_reference_site_is_valid_and_defaults_filled():
     cfg = config.validate(_reference())
     assert cfg["logger"]["min_interval_min"] == 1
     assert cfg["centers"][0]["overtime_s"] == 10
-    assert cfg["centers"][0]["queue_bytes"] == 16384  # default filled
+    assert cfg["store"]["max_bytes"] == 1536 * 1024  # default filled
     assert cfg["buses"][1]["devices"][4]["poll_s"] == 1
 
 

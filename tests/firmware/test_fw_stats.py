@@ -83,7 +83,7 @@ def flow_override(t, flow):
     return flow
 
 
-def run(sample_s, min_interval, start, end, scen, seed=1, keep=False):
+def run(sample_s, min_interval, start, end, scen, seed=1, keep=False, changes=None):
     dev = FakeDevice(["so2", "o2", "flow"], [[0, 500], [0, 25], [0, 100]])
     st = Station({"name": "boiler", "channels": CHANNELS}, {"dev": dev}, 19.0)
     ss = StationStats(st, sample_s, min_interval, BJ, 0.75)
@@ -102,6 +102,8 @@ def run(sample_s, min_interval, start, end, scen, seed=1, keep=False):
         st.sample()
         if keep:
             samples.append((t, [(st.v[i], st.f[i], st.z[i]) for i in range(3)]))
+        if changes and t in changes:
+            ss.set_min_interval(changes[t], t)  # HJ 212 1064 arriving just before this tick
         ss.add_tick(t, tick)
         for rec in tick:
             out[n] = rec
@@ -272,3 +274,27 @@ def test_days_in_beijing_time_60s():
     check(out, "day", days)
     assert [s for s, _ in days] == [DAY0 - 86400, DAY0, DAY0 + 86400]
     assert [v[0]["Flag"] for _, v in days] == ["B", "N", "N"]
+
+
+def reference_bounds(samples, bounds, sample_s, frac):
+    """Records of the periods [bounds[i], bounds[i + 1]), each judged by its own length."""
+    rows = [[] for _ in bounds[:-1]]
+    for t, chans in samples:
+        for i in range(len(bounds) - 1):
+            if bounds[i] <= t < bounds[i + 1]:
+                rows[i].append(chans)
+    return [(bounds[i], period(rows[i], bounds[i + 1] - bounds[i], sample_s, frac)) for i in range(len(bounds) - 1)]
+
+
+def test_min_interval_change_ends_the_running_period_at_the_new_boundary():
+    start = DAY0 + 10 * 3600
+    end = DAY0 + 11 * 3600 + 30
+    # 5 min; at 10:03:10 -> 2 min (the running period ends at 10:04, shorter); at 10:21:30 -> 15 min (the
+    # running 10:20 period ends at 10:30, longer than 2 min); the hour must still hold every sample once.
+    changes = {start + 190: 2, start + 1290: 15}
+    out, _ = run(1, 5, start, end, scenario_1s, changes=changes)
+    m = 60
+    bounds = [start, start + 4 * m] + [start + k * m for k in range(6, 21, 2)] + [start + 30 * m, start + 45 * m,
+                                                                                 start + 60 * m]
+    check(out, "min", reference_bounds(ref_samples(1, start, end, scenario_1s), bounds, 1, 0.75))
+    check(out, "hour", reference(ref_samples(1, start, end, scenario_1s), 3600, 1, 0.75, end))

@@ -6,13 +6,13 @@ VALID = "NST"  # flags whose value a bypass/power/quality rule may use (T: over 
 
 
 def ref(text):
-    """'device.point' -> ("p", text); 'station/code' -> ("c", station, code)."""
+    """'device.point' -> ("p", text, None); 'station/code' -> ("c", station, code)."""
     if text is None:
         return None
     i = text.rfind("/")
     if i > 0:
         return ("c", text[:i], text[i + 1 :])
-    return ("p", text)
+    return ("p", text, None)
 
 
 def read(r, values, points, zs=False):
@@ -95,6 +95,10 @@ class CondRule(Rule):
 
     def active(self):
         return self.alarm.active
+
+    def cond(self, t, values, points):
+        """(on, off, evidence) for this tick; each condition rule defines it."""
+        raise NotImplementedError
 
     def tick(self, eng, t, values, points):
         on, off, ev = self.cond(t, values, points)
