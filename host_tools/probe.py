@@ -50,7 +50,8 @@ def make_plan(tpl):
     from protocols.modbus.plan import plan_reads
 
     try:
-        return plan_reads(tpl["points"], table=tpl.get("table", "holding"), order=tpl.get("order", "ABCD"))
+        return plan_reads(tpl["points"], table=tpl.get("table", "holding"), order=tpl.get("order", "ABCD"),
+                          max_gap=tpl.get("max_gap", 0))
     except ValueError as exc:
         raise UserError("template %s: %s" % (tpl.get("id", "?"), exc)) from exc
 

@@ -37,7 +37,8 @@ class Device:
         self.poll_s = cfg.get("poll_s", 1)
         self.bus = bus
         pts = template["points"]
-        self.plan = plan_reads(pts, template.get("table", "holding"), template.get("order", "ABCD"))
+        self.plan = plan_reads(pts, template.get("table", "holding"), template.get("order", "ABCD"),
+                               max_gap=template.get("max_gap", 0))
         names = self.plan.names
         self.index = {}
         for i in range(len(names)):

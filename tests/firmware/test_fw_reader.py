@@ -59,7 +59,7 @@ def test_reader_decodes_template_and_status_flags():
 
 
 def test_reader_poll_failure_gives_b_and_keeps_no_partial_values():
-    tpl = load_template("sdm630")  # several reads
+    tpl = dict(load_template("sdm630"), max_gap=0)  # unmerged: several reads
     regs = f32_regs(0, 230.0)
     port = FakePort(slave(regs))
     bus = Bus("bus2", port, timeout_ms=TIMEOUT, retries=0)
