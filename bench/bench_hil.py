@@ -87,7 +87,7 @@ def main(argv=None):
         cpu = sim.fw.cpu_seconds()
         s = sim.stop()
         sim_s = span + sim.lead_s
-        out["reference_run"] = {"sim_seconds": sim_s, "time_scale": args.hour_scale, "heap": "64k",
+        out["reference_run"] = {"sim_seconds": sim_s, "time_scale": args.hour_scale, "heap": sim.heap,
                                 "peak_heap_bytes": s["peak_heap_bytes"],
                                 "peak_heap_raw_bytes": s["peak_heap_raw_bytes"],
                                 "firmware_cpu_s": cpu, "firmware_cpu_s_per_sim_hour":
