@@ -12,36 +12,10 @@ allocated by that call: an upper bound of its peak. Figures only: nothing here p
 import json
 import sys
 
-REPEATS = 7
+from timing import REPEATS, _rate
+
 MPY = sys.implementation.name == "micropython"
 
-try:
-    from time import ticks_diff, ticks_us
-except ImportError:
-    from time import perf_counter
-
-    def ticks_us():
-        return int(perf_counter() * 1000000)
-
-    def ticks_diff(a, b):
-        return a - b
-
-
-def _median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2]
-
-
-def _rate(fn, n, units=1):
-    """Median of REPEATS runs of n calls of fn, as units per second."""
-    rates = []
-    for _ in range(REPEATS):
-        t0 = ticks_us()
-        for _ in range(n):
-            fn()
-        dt = ticks_diff(ticks_us(), t0)
-        rates.append(n * units * 1000000 / max(dt, 1))
-    return _median(rates)
 
 
 def _alloc(fn):
