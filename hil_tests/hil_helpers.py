@@ -4,6 +4,11 @@ import json
 
 from host_tools import REPO_ROOT
 from host_tools.emulators.scenario import Scenario
+from host_tools.reference_stats import Reference
+
+# A run in which the logger lost more than this share of its device samples to host load (late or
+# missed polls) says little about statistics: fail it as starved instead of comparing mostly B.
+MAX_LOST_SHARE = 0.1
 
 
 def reference_site(centers=("national",)):
@@ -137,3 +142,16 @@ def fast_buses(site, baud=115200):
         bus["baud"] = baud
         bus["turnaround_ms"] = 0
     return site
+
+
+def reference_for(sim, scn):
+    """The host reference statistics for this run, told which samples the logger lost to timing (a slow
+    boot, late or missed polls: Simulation.lost_samples), so they are B on both sides instead of a race
+    with the host's load. Fails when the host starved the logger of more than MAX_LOST_SHARE."""
+    lost = sim.lost_samples()
+    devices = sum(len(bus["devices"]) for bus in sim.config["buses"])
+    ticks = max(1, int((sim.stopped_at or sim.clock.now()) - scn.start))
+    in_run = sum(1 for _dev, t in lost if t >= scn.start)
+    assert in_run <= MAX_LOST_SHARE * devices * ticks, (
+        "host too loaded: %d of about %d samples lost to timing" % (in_run, devices * ticks))
+    return Reference(sim.config, scn, lost)

@@ -3,9 +3,9 @@
 wrong value is never accepted: broken replies carry poisoned values, and every value the platform receives
 lies within what the scenario really measured."""
 
-from hil_helpers import counter, fast_buses, find_counters, first_records, load_scenario, reference_site
+from hil_helpers import counter, fast_buses, find_counters, first_records, load_scenario, reference_for, reference_site
 
-from host_tools.reference_stats import Reference, compare_values
+from host_tools.reference_stats import compare_values
 
 # The late replies (60 ms) must stay well inside one sim second (200 ms real at x5). Each broken reply
 # also costs the bus a resynchronising silence (20 ms real on a pty) and a retry: with bus2's 16 reads a
@@ -38,7 +38,7 @@ def test_bad_replies_are_counted_and_never_accepted(run_sim):
     assert counter(dust, "timeout") >= 1
     assert counter(voc, "exc") >= len(sim.served("voc", fault="exception")) // 2
 
-    ref = Reference(sim.config, scn)
+    ref = reference_for(sim, scn)
     # Every minute value lies within the min/max of the samples of that minute (poisoned values are huge).
     minutes = first_records(sim, "min")
     for st in ("dust", "voc"):

@@ -2,9 +2,9 @@
 +480 s): the live instruments on the bus still get >= 95 % of their samples, the dead one's channels carry
 flag B, it costs little bus time (backoff) and recovers within one backoff period after it returns."""
 
-from hil_helpers import fast_buses, first_records, load_scenario, reference_site
+from hil_helpers import fast_buses, first_records, load_scenario, reference_for, reference_site
 
-from host_tools.reference_stats import Reference, compare_values
+from host_tools.reference_stats import compare_values
 
 SCALE = 15.0  # with hil_helpers.fast_buses: bus2 (5 devices, 16 reads a tick) keeps up with margin
 DEAD_FROM, DEAD_TO = 120, 480
@@ -33,7 +33,7 @@ def test_dead_instrument_on_shared_bus(run_sim):
     back = [e["k"] for e in sim.served("voc") if e["k"] >= DEAD_TO and e["reply"] == "ok"]
     assert back and back[0] <= DEAD_TO + backoff_max + 1, back[:3]
 
-    ref = Reference(sim.config, scn)
+    ref = reference_for(sim, scn)
     minutes = first_records(sim, "min")
     for rec in ref.records(scn.start, scn.start + 600, kinds=("min",)):
         got = minutes.get((rec["station"], rec["t"]))

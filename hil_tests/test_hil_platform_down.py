@@ -3,9 +3,9 @@ record is dropped (the store keeps them), all arrive after reconnection with the
 outage's backlog arrives in time order (live records may be sent between backlog records: firmware
 README "Backlog and live records")."""
 
-from hil_helpers import fast_buses, first_records, load_scenario, reference_site
+from hil_helpers import fast_buses, first_records, load_scenario, reference_for, reference_site
 
-from host_tools.reference_stats import Reference, compare_values
+from host_tools.reference_stats import compare_values
 
 SCALE = 15.0  # with hil_helpers.fast_buses: bus2 (5 devices, 16 reads a tick) keeps up with margin
 DOWN_FROM, DOWN_TO = 120, 720
@@ -42,6 +42,6 @@ def test_records_survive_ten_minutes_without_platform(run_sim):
         for t in range(scn.start + DOWN_FROM, scn.start + DOWN_TO - 60, 60):
             assert minutes[(st, t)]["received_sim"] >= scn.start + DOWN_TO
 
-    ref = Reference(sim.config, scn)
+    ref = reference_for(sim, scn)
     for rec in ref.records(scn.start, scn.start + UNTIL - 60, kinds=("min",)):
         assert compare_values(minutes[(rec["station"], rec["t"])]["values"], rec["values"]) == []

@@ -2,9 +2,9 @@
 appear on the right samples (realtime records) and decide the period flags as documented (minute
 records equal the host reference, including a window exactly on the 75 % boundary)."""
 
-from hil_helpers import fast_buses, first_records, load_scenario, reference_site
+from hil_helpers import fast_buses, first_records, load_scenario, reference_for, reference_site
 
-from host_tools.reference_stats import Reference, compare_values
+from host_tools.reference_stats import compare_values
 
 SCALE = 15.0  # with hil_helpers.fast_buses: bus2 (5 devices, 16 reads a tick) keeps up with margin
 END = 440
@@ -13,7 +13,7 @@ END = 440
 def test_status_and_over_range_flags(run_sim):
     scn = load_scenario("status_flags")
     sim = run_sim("status_flags", END, SCALE, site=fast_buses(reference_site()))
-    ref = Reference(sim.config, scn)
+    ref = reference_for(sim, scn)
 
     minutes = first_records(sim, "min")
     expected_flags = {("boiler", 60, "a21026"): "C", ("boiler", 180, "a21026"): "M",

@@ -34,6 +34,8 @@ CN_KIND = {"2011": "rtd", "2051": "min", "2061": "hour", "2031": "day", "2081": 
 DEFAULT_SITE = REPO_ROOT / "sites" / "reference.json"
 SCENARIO_DIR = REPO_ROOT / "scenarios"
 DEFAULT_SCENARIO = SCENARIO_DIR / "reference.json"
+LOST_SAMPLE = re.compile(r"lost sample dev=(\S+) tick=(\d+)")
+FIRST_TICK = re.compile(r"acq: first tick (\d+)")
 DEFAULT_OUT = REPO_ROOT / "out" / "simulate"
 DEFAULT_DURATION = "30m"
 DEFAULT_SCALE = 30.0
@@ -495,6 +497,29 @@ class Simulation:
         out = []
         for fw in self._old_fws + ([self.fw] if self.fw is not None else []):
             out.extend(fw.log_lines(level))
+        return out
+
+    def first_tick(self):
+        """The first tick the firmware's first boot polled (its INFO line), or None before it got there."""
+        for line in self.firmware_lines("INFO"):
+            m = FIRST_TICK.search(line)
+            if m:
+                return int(m.group(1))
+        return None
+
+    def lost_samples(self):
+        """{(device, tick)} the firmware lost to timing, from its log: ticks before its first boot polled
+        (a slow start on a loaded host) and late or missed polls (DEBUG lines). Harness artefacts the
+        reference statistics must know, unlike instrument faults."""
+        out = set()
+        for line in self.firmware_lines("DEBUG"):
+            m = LOST_SAMPLE.search(line)
+            if m:
+                out.add((m.group(1), int(m.group(2))))
+        first = self.first_tick()
+        if first is not None:
+            devices = [dev["name"] for bus in self.config["buses"] for dev in bus["devices"]]
+            out.update((dev, t) for dev in devices for t in range(int(self.clock.sim_start), first))
         return out
 
     def firmware_cpu_s(self):

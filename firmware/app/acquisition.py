@@ -187,6 +187,7 @@ class Acquisition:
         clock = self.clock
         s = self.sample_s
         t = (int(clock.now()) // s + 1) * s
+        log.info("acq", "first tick %d: %d buses, every %d s" % (t, len(self.buses), s))
         while True:
             await self._sleep_to(t)
             if self._step:

@@ -14,7 +14,7 @@ HELP = (
     "status   mode, uptime, boot count, links, heap",
     "counters bus counters, samples expected/taken, queue depth per center, heap (JSON)",
     "config   configuration summary",
-    "log      last warnings and errors",
+    "log      last warnings and errors; `log LEVEL` shows DEBUG, INFO, WARN or ERROR and above",
     "store    record store: bytes, segments, pending records per link, drops (JSON)",
     "rules    rules engine: alert level, events, per-rule state, relays (JSON)",
     "clear    reset the boot counter and leave safe mode at the next boot",
@@ -47,6 +47,11 @@ class Console:
             lines = ["COUNTERS " + json.dumps(self.app.snapshot())]
         elif cmd == "config":
             lines = self.app.config_summary()
+        elif cmd == "log" and len(words) > 1:
+            if log.set_level(words[1]):
+                lines = ["log level %s" % words[1].upper()]
+            else:
+                lines = ["unknown log level %r; use DEBUG, INFO, WARN or ERROR" % words[1]]
         elif cmd == "log":
             lines = list(log.recent) or ["(no warnings or errors)"]
         elif cmd == "store":

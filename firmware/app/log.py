@@ -27,6 +27,16 @@ def setup(clock=None, sink=None, min_level=None):
         level = min_level
 
 
+def set_level(name):
+    """Sets the lowest level shown from its name (DEBUG, INFO, WARN, ERROR; any case); False if unknown."""
+    global level
+    for lvl, n in _NAMES.items():
+        if n == str(name).upper():
+            level = lvl
+            return True
+    return False
+
+
 def _emit(lvl, module, text):
     if lvl < level:
         return

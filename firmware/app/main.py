@@ -435,6 +435,8 @@ def main(boot_state=None):
 
     clock = clockmod.Clock(hal)
     log.setup(clock=clock.now)
+    if hal.log_level():
+        log.set_level(hal.log_level())
     fs_root = _fs_root(hal)
     app = App(hal, clock, boot_state, fs_root)
     cfg, errors = load_config(fs_root)

@@ -9,6 +9,7 @@ Range (T) is applied per value by the channels, which may override the template'
 
 import json
 
+from app import log
 from app.bus import BusTimeout
 from protocols.modbus.plan import plan_reads
 
@@ -81,6 +82,12 @@ class Device:
         self.t = t
         self.flag = "B"
         self.missed += 1
+        self._lost(t, "missed")
+
+    def _lost(self, t, why):
+        # DEBUG: one line per sample lost to timing, so a harness can tell them from instrument faults
+        if log.level <= log.DEBUG:
+            log.debug("acq", "lost sample dev=%s tick=%d (%s)" % (self.name, t, why))
 
     async def poll(self, t, now=None, deadline=None):
         """Polls every read for tick t; True on success. `now()` (sim) against `deadline`: a reply that
@@ -107,6 +114,7 @@ class Device:
         bus.end(link, True, False, t)
         if deadline is not None and now is not None and now() >= deadline:
             self.late += 1
+            self._lost(t, "late")
             return False
         self._scratch = self.values
         self.values = raw

@@ -5,7 +5,7 @@ Both export the same names (see hal/unix.py for the contract):
   now() -> epoch seconds (UTC, 1970 epoch on every port); now_ms() -> int epoch ms
   sleep_until(t) (async, sim time); set_time(t); TIME_SCALE
   wdt(timeout_ms) -> object with feed(); fs_root() -> str; center_addr_override() -> dict
-  net_ready() -> bool
+  net_ready() -> bool; log_level() -> level name or None (the console `log LEVEL` changes it later)
 """
 
 import sys
@@ -15,6 +15,7 @@ if sys.platform == "esp32":
         TIME_SCALE,
         center_addr_override,
         fs_root,
+        log_level,
         net_ready,
         now,
         now_ms,
@@ -28,6 +29,7 @@ else:
         TIME_SCALE,
         center_addr_override,
         fs_root,
+        log_level,
         net_ready,
         now,
         now_ms,

@@ -69,6 +69,10 @@ def center_addr_override():
     return {}
 
 
+def log_level():
+    return None  # INFO from boot; `log debug` on the console changes it
+
+
 def net_ready():
     try:
         import network

@@ -7,6 +7,7 @@ Environment (set by the HIL harness):
   EMLOG_SIM_T0_NS    real time.time_ns() at harness t0               (default: start of this process)
   EMLOG_TIME_SCALE   sim seconds per real second                     (default 1)
   EMLOG_CENTER_ADDR  optional JSON map center name -> [host, port]
+  EMLOG_LOG_LEVEL    optional lowest log level shown from boot (DEBUG, INFO, WARN, ERROR; default INFO)
 
 Sim time: now = SIM_START + (time_ns() - T0_NS) * SCALE / 1e9. Scheduling (ticks, periods, backoff) is
 in sim time; I/O timeouts (Modbus response, TCP) stay real milliseconds.
@@ -113,6 +114,10 @@ def fs_root():
 def center_addr_override():
     text = _env("EMLOG_CENTER_ADDR")
     return json.loads(text) if text else {}
+
+
+def log_level():
+    return _env("EMLOG_LOG_LEVEL")
 
 
 def net_ready():

@@ -87,3 +87,27 @@ def test_reader_late_poll_not_used():
     assert run(dev.poll(50, lambda: clock["t"], 51)) and dev.values[dev.point("flow")] == 12.5
     clock["t"] = 51.0  # the reply completed in the next second: may hold that second's value
     assert not run(dev.poll(51, lambda: clock["t"], 51)) and dev.flag == "B" and dev.late == 1
+
+
+def test_lost_samples_are_named_at_debug_only():
+    from app import log
+
+    lines = []
+    log.setup(sink=lines.append)
+    tpl = load_template("flue_params")
+    bus = Bus("bus1", FakePort(slave(f32_regs(8, 12.5))), timeout_ms=TIMEOUT, retries=0)
+    dev = Device({"name": "flue", "address": 1, "poll_s": 1}, tpl, bus)
+    try:
+        assert log.set_level("info")
+        dev.miss(40)
+        assert not run(dev.poll(41, lambda: 42.0, 42))
+        assert lines == []  # a real logger does not log each lost second at INFO
+        assert not log.set_level("verbose") and log.level == log.INFO
+        assert log.set_level("DEBUG")
+        dev.miss(43)
+        assert not run(dev.poll(44, lambda: 45.5, 45))
+        assert run(dev.poll(46, lambda: 46.1, 47))  # in time: nothing said
+    finally:
+        log.setup(sink=print, min_level=log.INFO)
+    assert lines == ["DEBUG acq: lost sample dev=flue tick=43 (missed)",
+                     "DEBUG acq: lost sample dev=flue tick=44 (late)"]
