@@ -33,20 +33,20 @@ def test_dead_instrument_on_shared_bus(run_sim):
     back = [e["k"] for e in sim.served("voc") if e["k"] >= DEAD_TO and e["reply"] == "ok"]
     assert back and back[0] <= DEAD_TO + backoff_max + 1, back[:3]
 
+    # Every minute equals the reference, which knows the scenario's dead window and the samples the logger
+    # lost around it (its DEBUG lines: offline until the probe after the instrument returns, a few misses).
     ref = reference_for(sim, scn)
     minutes = first_records(sim, "min")
+    problems = []
     for rec in ref.records(scn.start, scn.start + 600, kinds=("min",)):
-        got = minutes.get((rec["station"], rec["t"]))
-        assert got is not None, (rec["station"], rec["t"] - scn.start)
         off = rec["t"] - scn.start
-        if rec["station"] == "voc":
-            if DEAD_FROM <= off and off + 60 <= DEAD_TO:
-                assert got["values"]["a24088"]["Flag"] == "B"
-                assert got["values"]["a05002"]["Flag"] == "B"
-            elif off >= DEAD_TO + backoff_max + 60 or off + 60 <= DEAD_FROM:
-                assert compare_values(got["values"], rec["values"]) == []
-        elif off + 60 <= DEAD_FROM or off >= DEAD_TO + backoff_max:
-            assert compare_values(got["values"], rec["values"]) == [], (rec["station"], off)
-        else:
-            # while the dead one is probed, a few samples of the others may be missed (>= 95 % kept)
-            assert all(v.get("Flag") == "N" for v in got["values"].values()), (rec["station"], off)
+        got = minutes.get((rec["station"], rec["t"]))
+        assert got is not None, (rec["station"], off)
+        if rec["station"] == "voc" and DEAD_FROM <= off and off + 60 <= DEAD_TO:
+            assert got["values"]["a24088"]["Flag"] == "B"
+            assert got["values"]["a05002"]["Flag"] == "B"
+        problems += ["%s +%d %s" % (rec["station"], off, p) for p in compare_values(got["values"], rec["values"])]
+    assert not problems, problems[:15]
+    # The logger's own account of the recovery: offline ticks end within one backoff period of the return.
+    offline = [t - scn.start for dev, t in ref.lost if dev == "voc" and t - scn.start >= DEAD_TO]
+    assert all(off <= DEAD_TO + backoff_max for off in offline), sorted(offline)[-3:]

@@ -508,9 +508,10 @@ class Simulation:
         return None
 
     def lost_samples(self):
-        """{(device, tick)} the firmware lost to timing, from its log: ticks before its first boot polled
-        (a slow start on a loaded host) and late or missed polls (DEBUG lines). Harness artefacts the
-        reference statistics must know, unlike instrument faults."""
+        """{(device, tick)} without a usable sample, from the firmware's log: ticks before its first boot
+        polled (a slow start on a loaded host) and every `lost sample` DEBUG line (missed, late, offline,
+        timeout, error). Where the scenario made the instrument fail they agree with it; elsewhere they are
+        what a loaded host cost, which the reference statistics must know."""
         out = set()
         for line in self.firmware_lines("DEBUG"):
             m = LOST_SAMPLE.search(line)

@@ -85,7 +85,8 @@ class Device:
         self._lost(t, "missed")
 
     def _lost(self, t, why):
-        # DEBUG: one line per sample lost to timing, so a harness can tell them from instrument faults
+        # DEBUG: one line per tick without a usable sample, with why, so a technician (or the HIL harness)
+        # can tell a loaded bus or host (missed, late) from a device that fails (offline, timeout, error)
         if log.level <= log.DEBUG:
             log.debug("acq", "lost sample dev=%s tick=%d (%s)" % (self.name, t, why))
 
@@ -97,6 +98,7 @@ class Device:
         bus = self.bus
         link = self.link
         if not bus.begin(link, t):
+            self._lost(t, "offline")
             return False
         raw = self._scratch
         plan = self.plan
@@ -107,9 +109,11 @@ class Device:
                 plan.decode(i, frame, raw)  # before any await: the frame is the bus's buffer
         except BusTimeout:
             bus.end(link, False, True, t)
+            self._lost(t, "timeout")
             return False
         except Exception:  # counted by the bus (or a decode surprise): nothing from this poll is used
             bus.end(link, False, False, t)
+            self._lost(t, "error")
             return False
         bus.end(link, True, False, t)
         if deadline is not None and now is not None and now() >= deadline:

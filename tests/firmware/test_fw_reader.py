@@ -89,13 +89,14 @@ def test_reader_late_poll_not_used():
     assert not run(dev.poll(51, lambda: clock["t"], 51)) and dev.flag == "B" and dev.late == 1
 
 
-def test_lost_samples_are_named_at_debug_only():
+def test_every_lost_sample_is_named_with_why_at_debug_only():
     from app import log
 
     lines = []
     log.setup(sink=lines.append)
     tpl = load_template("flue_params")
-    bus = Bus("bus1", FakePort(slave(f32_regs(8, 12.5))), timeout_ms=TIMEOUT, retries=0)
+    port = FakePort(slave(f32_regs(8, 12.5)))
+    bus = Bus("bus1", port, timeout_ms=TIMEOUT, retries=0, backoff_s=(2, 60))
     dev = Device({"name": "flue", "address": 1, "poll_s": 1}, tpl, bus)
     try:
         assert log.set_level("info")
@@ -107,7 +108,18 @@ def test_lost_samples_are_named_at_debug_only():
         dev.miss(43)
         assert not run(dev.poll(44, lambda: 45.5, 45))
         assert run(dev.poll(46, lambda: 46.1, 47))  # in time: nothing said
+        port.script = lambda req: [(2, b"\x01\x03\x02\x00")]  # a broken reply
+        assert not run(dev.poll(47))
+        port.script = lambda req: []  # silent: timeout, then offline until the probe 2 s later
+        assert not run(dev.poll(48)) and not dev.link.online
+        assert not run(dev.poll(49))
     finally:
         log.setup(sink=print, min_level=log.INFO)
-    assert lines == ["DEBUG acq: lost sample dev=flue tick=43 (missed)",
-                     "DEBUG acq: lost sample dev=flue tick=44 (late)"]
+    assert [ln.split(": ", 1)[1] for ln in lines] == [
+        "lost sample dev=flue tick=43 (missed)",
+        "lost sample dev=flue tick=44 (late)",
+        "lost sample dev=flue tick=47 (error)",
+        "lost sample dev=flue tick=48 (timeout)",
+        "lost sample dev=flue tick=49 (offline)",
+    ]
+    assert all(ln.startswith("DEBUG acq: ") for ln in lines)
