@@ -9,6 +9,7 @@ import sys
 
 if "firmware" not in sys.path:
     sys.path.insert(0, "firmware")
+sys.path.insert(0, "tests/firmware")  # fake_link
 
 import asyncio
 import json
@@ -18,6 +19,7 @@ import time
 from app import commands, log, uplink
 from app.params import Params
 from app.store import Store
+from fake_link import Clock, FakeLink
 
 from protocols import hj212
 
@@ -36,48 +38,6 @@ log.setup(sink=lambda line: None)
 def _center(name="nat", pw="123456"):
     return {"name": name, "host": "127.0.0.1", "port": 9001, "version": 2017, "overtime_s": 10,
             "recount": 2, "realtime": True, "stations": {"boiler": {"pw": pw}}}
-
-
-class Clock:
-    def __init__(self, t):
-        self.t = t
-
-    def __call__(self):
-        return self.t
-
-    def set(self, t):
-        self.t = t
-
-
-class FakeLink:
-    def __init__(self, platform):
-        self.platform = platform
-        self.rx = []
-        self.ev = asyncio.Event()
-        self.closed = False
-
-    async def read(self, n):
-        while not self.rx and not self.closed:
-            self.ev.clear()
-            await self.ev.wait()
-        return self.rx.pop(0) if self.rx else b""
-
-    def write(self, data):
-        self.platform.received(self, bytes(data))
-
-    async def drain(self):
-        pass
-
-    def push(self, data):
-        self.rx.append(data)
-        self.ev.set()
-
-    def close(self):
-        self.closed = True
-        self.ev.set()
-
-    async def wait_closed(self):
-        pass
 
 
 class Platform:

@@ -10,6 +10,7 @@ import sys
 
 if "firmware" not in sys.path:
     sys.path.insert(0, "firmware")
+sys.path.insert(0, "tests/firmware")  # fake_link
 
 import asyncio
 import json
@@ -18,6 +19,7 @@ import time
 
 from app import log, uplink
 from app.store import Store
+from fake_link import Clock, FakeLink
 from portable import approx
 
 from protocols import hj212
@@ -40,51 +42,6 @@ STATION = {"name": "boiler", "mn": MN, "st": "31", "channels": []}
 T0 = 1710469800  # 2024-03-15 10:30:00 Beijing (computed with CPython datetime)
 
 log.setup(sink=lambda line: None)
-
-
-class Clock:
-    def __init__(self, t):
-        self.t = t
-
-    def __call__(self):
-        return self.t
-
-
-class FakeLink:
-    """One connection: `write` goes to the platform, the platform's bytes come back through `read`."""
-
-    def __init__(self, platform):
-        self.platform = platform
-        self.rx = []
-        self.ev = asyncio.Event()
-        self.closed = False
-
-    async def read(self, n):
-        while not self.rx and not self.closed:
-            self.ev.clear()
-            await self.ev.wait()
-        return self.rx.pop(0) if self.rx else b""
-
-    def write(self, data):
-        self.platform.received(self, bytes(data))
-
-    async def drain(self):
-        pass
-
-    def push(self, data, chunk=None):
-        if chunk:
-            for i in range(0, len(data), chunk):
-                self.rx.append(data[i : i + chunk])
-        else:
-            self.rx.append(data)
-        self.ev.set()
-
-    def close(self):
-        self.closed = True
-        self.ev.set()
-
-    async def wait_closed(self):
-        pass
 
 
 class Platform:
