@@ -26,6 +26,7 @@ from host_tools import REPO_ROOT
 from host_tools.emulators.bus import build_buses
 from host_tools.emulators.firmware_proc import HIL_HEAP, FirmwareProcess, compiled_firmware
 from host_tools.emulators.scenario import Scenario, ScenarioError, SimClock
+from host_tools.emulators.waiting import wait_on
 from host_tools.errors import UserError
 from host_tools.live import LiveView, sim_inputs, update_from_sim
 from host_tools.report import write_report
@@ -459,18 +460,13 @@ class Simulation:
 
     # ---- waiting --------------------------------------------------------------------------------
     def wait_for(self, predicate, timeout):
-        """Waits until predicate(self) is true, re-checked on every received frame (and each second)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                ok = predicate(self)
-                if ok:
-                    return ok
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.fw is not None and not self._cutting
-                                 and (not self.fw.alive() or self.fw.safe_mode())):
-                    return predicate(self)
-                self._cond.wait(min(left, 1.0))
+        """Waits until predicate(self) is true, re-checked on every received frame (and each second); gives
+        up when the firmware died or went to safe mode other than by a power cut this simulation made."""
+
+        def firmware_gone():
+            return self.fw is not None and not self._cutting and (not self.fw.alive() or self.fw.safe_mode())
+
+        return wait_on(self._cond, lambda: predicate(self), timeout, 1.0, firmware_gone)
 
     def wait_until(self, sim_t, timeout=None):
         """Waits until the sim clock reaches sim_t (False if the firmware died first)."""

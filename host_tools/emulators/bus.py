@@ -14,6 +14,7 @@ import time
 import tty
 
 from host_tools.emulators.instruments import Instrument
+from host_tools.emulators.waiting import wait_on
 from protocols.modbus import rtu
 from protocols.modbus.errors import ModbusError
 
@@ -79,16 +80,7 @@ class EmulatedBus:
     # ---- queries for tests --------------------------------------------------------------------
     def wait_for(self, predicate, timeout):
         """Waits until predicate(self) is true (re-checked after every served request); returns it."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                ok = predicate(self)
-                if ok:
-                    return ok
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return ok
-                self._cond.wait(min(left, 0.5))
+        return wait_on(self._cond, lambda: predicate(self), timeout, 0.5)
 
     def entries(self, device=None, fault=None):
         with self._cond:
