@@ -334,6 +334,65 @@ def test_faults_omit_acks_and_close_after_frames():
     assert server.store.count("records") == 2  # stored even though the ack was "lost"
 
 
+def test_faults_half_open_link_goes_silent_without_disturbing_others():
+    async def main():
+        faults = PlatformFaults(half_open_after=1)
+        server = await started(faults=faults)
+        stuck = await LightLogger(MN).connect("127.0.0.1", server.port)
+        stuck.send_raw(RTD)  # stored, then the platform neither reads nor writes on this socket again
+        await server.wait_for(lambda s: s.store.count("records") == 1)
+        with pytest.raises(asyncio.TimeoutError):
+            await stuck.reply(timeout=0.5)  # no ack, and no EOF either: the socket stays open
+        assert server.connections  # still counted as connected: what a half-open socket looks like
+        faults.half_open_after = None  # the next logger meets a healthy platform
+        other = await LightLogger(MN).connect("127.0.0.1", server.port)  # e.g. the logger reconnecting
+        reply = await other.upload(MINUTE)
+        await stuck.close()
+        await other.close()
+        await server.stop()  # returns although the half-open handler never read again
+        return faults, reply
+
+    faults, reply = run(main())
+    assert faults.count("half-open") == 1
+    assert reply.encode() == MINUTE_ACK  # the other connection is served as usual
+
+
+def test_faults_delayed_ack_arrives_whole_and_not_early():
+    import time
+
+    async def main():
+        faults = PlatformFaults(ack_delay=0.3)
+        server = await started(faults=faults)
+        log = await LightLogger(MN).connect("127.0.0.1", server.port)
+        t0 = time.monotonic()
+        reply = await log.upload(RTD)
+        waited = time.monotonic() - t0
+        await log.close()
+        await server.stop()
+        return faults, reply, waited
+
+    faults, reply, waited = run(main())
+    assert faults.count("ack-delay") == 1
+    assert reply.encode() == RTD_ACK
+    assert waited >= 0.3  # asyncio.sleep never returns early: a lower bound, not a timing race
+
+
+def test_faults_random_commands_reach_a_connected_logger_and_are_answered():
+    async def main():
+        faults = PlatformFaults(seed=1, random_commands=(0.05, [("1011", [])]))
+        server = await started(faults=faults)
+        log = await LightLogger(MN).connect("127.0.0.1", server.port)
+        assert (await log.upload(RTD)).cn == "9014"  # known to the platform by MN from now on
+        await server.wait_for(lambda s: s.store.count("frames", "cn = '1011'") >= 1)
+        await log.close()
+        await server.stop()
+        return faults, log
+
+    faults, log = run(main())
+    assert faults.count("random-command") >= 1
+    assert log.requests and log.requests[0].cn == "1011" and log.requests[0].mn == MN
+
+
 def test_connection_limit_and_refusal():
     async def main():
         server = await started(max_connections=1)

@@ -425,6 +425,7 @@ class PlatformServer:
             for rx in handled:
                 self._publish(rx)
             if action == "half-open":
+                await self._notify()  # what was stored is visible; then silence on this socket
                 await self._stopping.wait()  # never reads or writes again until the server stops
                 return
             for kind, data_out in outgoing:
