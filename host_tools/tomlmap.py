@@ -54,7 +54,9 @@ def line_map(text):
 
 
 def line_of(lines, path):
-    """Line of `path`, or of its closest enclosing table/key that the file spells out; None if unknown."""
+    """Line of `path`, or of its closest enclosing table/key that the file spells out; None if unknown.
+    A rule's name in the checker's path (`rules.list[1](damper-open).for_s`) is not part of the TOML's."""
+    path = re.sub(r"\]\([^)]*\)", "]", path)
     while path:
         if path in lines:
             return lines[path]

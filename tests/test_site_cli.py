@@ -165,6 +165,14 @@ def test_a_pin_used_twice(tmp_path):
         "voc-line.toml:%d: buses[0].de: pin 17 is already used by buses[0].tx; expected each pin once" % line]
 
 
+def test_a_rule_error_names_its_line_and_the_rule(tmp_path):
+    path = init_site(tmp_path)
+    line = edit(path, 'station = "rto"                    # whose', 'station = "paint"                    # whose')
+    assert error_lines(emlog("check", path.name, cwd=tmp_path)) == [
+        "voc-line.toml:%d: rules.list[1](damper-open).station: unknown station 'paint'; expected one of rto "
+        "(its links report this rule's events)" % line]
+
+
 def test_several_problems_are_reported_together_in_file_order(tmp_path):
     path = init_site(tmp_path)
     l1 = edit(path, "address = 3", "address = 1")

@@ -113,7 +113,8 @@ def test_limit_hour_records_net_background_cap_and_daily_count():
 
 def test_bypass_damper_open_while_running():
     rule = {"name": "damper", "type": "bypass", "kind": "damper", "input": "damper.di1",
-            "running": "prod.power", "running_above": 5, "for_s": 60, "clear_s": 60, "relay": "r1"}
+            "running": "prod.power", "running_above": 5, "for_s": 60, "clear_s": 60, "relay": "r1",
+            "station": "voc"}
     eng, ev = _engine([rule], sample_s=1)
     seen_relay = []
 
@@ -134,6 +135,7 @@ def test_bypass_damper_open_while_running():
         t += 1
     assert _states(ev) == [("start", T0 + 660), ("end", T0 + 1260)], _states(ev)
     assert ev[0]["evidence"] == {"damper": 1, "running": 50.0} and ev[0]["relay"] == "r1"
+    assert [e["station"] for e in ev] == ["voc", "voc"]  # reported by the voc station's links only
     assert ev[1]["evidence"]["start"] == T0 + 660 and ev[1]["evidence"]["duration_s"] == 600
     assert seen_relay == [{"r1": True}] and eng.relays() == {"r1": False}
 
@@ -162,6 +164,7 @@ def test_bypass_hot_duct_flow_and_main_flow_collapse():
     _run(eng, T0, T0 + 9000, fn)
     hot = _states(ev, "hot")
     assert hot == [("start", T0 + 1300), ("end", T0 + 1660)], hot
+    assert ev[0]["station"] is None  # no station named: every link reports it
     e = ev[0]["evidence"]
     assert approx(e["temp"] - e["ambient"], 30.0, rel=1e-6) and approx(e["threshold"], e["ambient"] + 15, rel=1e-6)
     assert _states(ev, "bflow") == [("start", T0 + 4060), ("end", T0 + 4260)]

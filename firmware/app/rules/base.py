@@ -65,7 +65,7 @@ class Rule:
         self.kind = cfg.get("kind")
         self.relay = cfg.get("relay")
         self.mark = cfg.get("mark")
-        self.station = None
+        self.station = cfg.get("station")  # whose links report the events; None: every link
         self.code = None
         ch = cfg.get("channel")
         if ch:

@@ -17,7 +17,7 @@ KINDS = {
 COMMON = ("name", "type", "kind", "relay", "enabled")
 DAY = 86400
 # key: (check, lo, hi); check: n number, i integer, p point (device.point), r point or station/code,
-# c channel (station/code), b boolean, s string, f flag letters
+# c channel (station/code), t station name, b boolean, s string, f flag letters
 SPEC = {
     "limit": {
         "channel": ("c",), "preset": ("s",), "limit": ("n", 0, 1e9), "unit": ("s",), "zs": ("b",),
@@ -30,15 +30,16 @@ SPEC = {
     "bypass": {
         "input": ("r",), "running": ("r",), "running_above": ("n", -1e9, 1e9), "open_value": ("i", 0, 1),
         "above": ("n", -1e9, 1e9), "below": ("n", 0, 1e9), "ambient": ("r",), "delta": ("n", 0, 1000),
-        "hysteresis": ("n", 0, 1e9), "for_s": ("i", 0, DAY), "clear_s": ("i", 0, DAY),
+        "hysteresis": ("n", 0, 1e9), "for_s": ("i", 0, DAY), "clear_s": ("i", 0, DAY), "station": ("t",),
     },
     "power": {
         "production": ("p",), "treatment": ("p",), "on_kw": ("n", 0, 1e6), "idle_kw": ("n", 0, 1e6),
         "rated_kw": ("n", 0, 1e6), "fraction": ("n", 0, 1), "for_s": ("i", 0, DAY), "clear_s": ("i", 0, DAY),
-        "lead_s": ("i", 0, DAY), "lag_s": ("i", 0, DAY), "debounce_s": ("i", 0, 3600),
+        "lead_s": ("i", 0, DAY), "lag_s": ("i", 0, DAY), "debounce_s": ("i", 0, 3600), "station": ("t",),
     },
     "emergency": {
         "lines": None, "levels": None, "for_s": ("i", 0, DAY), "grace_s": ("i", 0, DAY), "clear_s": ("i", 0, DAY),
+        "station": ("t",),
     },
     "quality": {
         "channel": ("c",), "running": ("r",), "running_above": ("n", -1e9, 1e9), "for_s": ("i", 1, DAY),
@@ -222,6 +223,9 @@ def _value(c, r, key, s, p, points, chans):
             _point(c, v, q, points)
     elif k == "c":
         _channel(c, v, q, chans)
+    elif k == "t" and (not isinstance(v, str) or v not in chans):
+        c.err(q, "unknown station %r; expected one of %s (its links report this rule's events)"
+              % (v, ", ".join(sorted(chans)) or "(none defined)"))
 
 
 _ZERO_OK = ("background_default", "hysteresis", "tolerance", "delta", "below", "running_above",
