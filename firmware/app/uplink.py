@@ -14,7 +14,9 @@ is closed and re-opened after a backoff, and the record is sent again. A record 
 part its own QN and its own 9014; the record is acked in the store once every part was acknowledged.
 Timing: OverTime and the connect timeout are I/O timeouts in REAL time (like the Modbus response
 timeout); the reconnect backoff is a schedule in SIM time (a simulated 10-minute outage sees the same
-attempts as a real one). The backoff is exponential, capped, jittered by a seeded PRNG.
+attempts as a real one). The backoff is exponential, capped, jittered by a seeded PRNG. It grows over
+failed connects and over connections that end before one valid frame came from the center (a refused
+non-blocking connect looks made until the first read); a connection that heard the center resets it.
 
 Platform requests: a request whose ST/MN/PW/QN is wrong gets 9011 with the matching QnRtn, an unknown
 CN gets 9011 QnRtn=8 (CN error), a frame with a bad CRC gets 9011 QnRtn=9 when its QN can be read.
@@ -316,6 +318,8 @@ class Uplink:
         self._await_qn = None
         self._acked = False
         self._dead = False
+        self._down_why = None
+        self._heard = False
         self._writer = None
         self.last_ack_t = None
         self.commands = None  # app.commands.Commands, attached by the app
@@ -492,6 +496,9 @@ class Uplink:
     # -- connection -------------------------------------------------------------------------------------
 
     async def run(self):
+        # Attempts in a row that did not reach a center that answers. A non-blocking connect "succeeds"
+        # before the peer refuses, so a session that never received a valid frame counts as failed too:
+        # the backoff grows through an outage instead of retrying every second.
         fails = 0
         while True:
             try:
@@ -500,7 +507,7 @@ class Uplink:
                 fails += 1
                 self.c["connect_fails"] += 1
                 delay = backoff_s(fails, self.rng)
-                if fails <= 3 or fails % 10 == 0:
+                if _worth_saying(fails):
                     log.warn(
                         "uplink",
                         "%s: connect to %s:%d failed (%s); retry in %.1f s"
@@ -508,14 +515,20 @@ class Uplink:
                     )
                 await self.sleep(delay)
                 continue
-            fails = 0
             self.c["connects"] += 1
             self.connected = True
-            log.info("uplink", "%s: connected to %s:%d" % (self.name, self.host, self.port))
+            self._heard = False
+            if _worth_saying(fails + 1):
+                log.info("uplink", "%s: connected to %s:%d" % (self.name, self.host, self.port))
+            why = "closed by the center"
             try:
                 await self.session(reader, writer)
             except Exception as exc:
-                log.warn("uplink", "%s: link down (%s)" % (self.name, _why(exc)))
+                why = _why(exc)
+            fails = 0 if self._heard else fails + 1
+            delay = backoff_s(max(1, fails), self.rng)
+            if _worth_saying(max(1, fails)):
+                log.warn("uplink", "%s: link down (%s); retry in %.1f s" % (self.name, why, delay))
             self.connected = False
             self.down_since = self.clock()
             self.c["link_down"] += 1
@@ -525,11 +538,12 @@ class Uplink:
                 await writer.wait_closed()
             except Exception:
                 pass
-            await self.sleep(backoff_s(1, self.rng))
+            await self.sleep(delay)
 
     async def session(self, reader, writer):
         """Sends RAM notices, then stored records (backlog and live interleaved) until the link fails."""
         self._dead = False
+        self._down_why = None
         self._writer = writer
         self.connected = True
         self.live = []
@@ -561,7 +575,7 @@ class Uplink:
                     continue
                 if await self._upload(wire[0], wire[1], rec["t"]):
                     self._ack(ref)
-            raise OSError("closed by the center")
+            raise OSError(self._down_why or "closed by the center")
         finally:
             self._writer = None
             self._end_backlog()  # a pass holds file positions and decoded records
@@ -599,7 +613,7 @@ class Uplink:
                 if await self._wait_ack(self.overtime_s):
                     return True
                 if self._dead:
-                    raise OSError("closed by the center")
+                    raise OSError(self._down_why or "closed by the center")
                 self.c["timeouts"] += 1
                 log.warn(
                     "uplink",
@@ -646,7 +660,7 @@ class Uplink:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warn("uplink", "%s: receive failed (%s)" % (self.name, _why(exc)))
+            self._down_why = "receive failed: " + _why(exc)  # said once, by run(), as the link goes down
         self._dead = True
         self._ev.set()
         self._cmd_ev.set()
@@ -666,6 +680,7 @@ class Uplink:
             return
         pkt = item
         self.c["rx_frames"] += 1
+        self._heard = True  # a center that answers: this connection counts as made (run() backoff)
         if pkt.qn is not None and pkt.qn == self._cmd_qn and pkt.cn == self._cmd_reply and pkt.mn == self.mn:
             self._cmd_acked = True  # the 9014/9013 a command flow waits for
             self._cmd_ev.set()
@@ -791,6 +806,11 @@ class Uplink:
         d["urgent_dropped"] = self.urgent_dropped
         d["dropped"] = self.store.dropped if self.store is not None else 0
         return d
+
+
+def _worth_saying(fails):
+    """Logs the first failures of a streak, then every tenth: an outage must not flood the console."""
+    return fails <= 3 or fails % 10 == 0
 
 
 def _why(exc):

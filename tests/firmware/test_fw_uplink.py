@@ -541,6 +541,56 @@ def test_outage_then_reconnect_delivers_backlog_in_time_order():
     _done(st)
 
 
+class DeadLink(FakeLink):
+    """A connect that looked made, to a center that refuses: the first read fails."""
+
+    async def read(self, n):
+        raise OSError("ECONNREFUSED")
+
+
+def test_connections_that_never_hear_the_center_back_off_and_are_logged_sparingly():
+    refusing = Platform(ack=False)  # what is written on a refused connection goes nowhere
+    plat = Platform(want=1)
+    links = []
+    delays = []
+    said = []
+
+    async def connect(host, port):
+        link = DeadLink(refusing) if len(links) < 12 else FakeLink(plat)
+        links.append(link)
+        return link, link
+
+    async def sleep(s):
+        delays.append(s)
+        await asyncio.sleep_ms(0)
+
+    st = _store()
+    up = _uplink(st, sleep=sleep, connect=connect)
+    _put(up, _min_record(T0, 1))
+    log.setup(sink=said.append)
+
+    async def go():
+        task = asyncio.create_task(up.run())
+        await plat.done.wait()
+        task.cancel()
+
+    try:
+        _run(go())
+    finally:
+        log.setup(sink=lambda line: None)
+    assert len(links) == 13 and up.c["connects"] == 13 and up.c["link_down"] == 12, (len(links), up.c)
+    assert len(delays) == 12
+    for n, d in enumerate(delays, 1):  # exponential over the refused connections, as for failed connects
+        nominal = min(60, 2 ** (n - 1))
+        assert 0.5 * nominal <= d <= nominal, (n, d)
+    down = [ln for ln in said if "link down" in ln]
+    assert len(down) == 4, down  # failures 1, 2, 3 and 10 of the streak
+    assert "receive failed: OSError: ECONNREFUSED" in down[0] and "retry in" in down[0], down[0]
+    assert not [ln for ln in said if "receive failed" in ln and "link down" not in ln]  # said once per drop
+    assert plat.uploads() and st.dropped == 0
+    _done(st)
+
+
 def test_link_closed_by_center_reconnects_and_resends_unacked_record():
     plat = Platform(ack=False)
     plat2 = Platform(want=1)
