@@ -575,7 +575,7 @@ class Uplink:
                     continue
                 if await self._upload(wire[0], wire[1], rec["t"]):
                     self._ack(ref)
-            raise OSError(self._down_why or "closed by the center")
+            raise LinkDown(self._down_why or "closed by the center")
         finally:
             self._writer = None
             self._end_backlog()  # a pass holds file positions and decoded records
@@ -594,7 +594,7 @@ class Uplink:
         try:
             for qn, pkt in self.frames(cn, cp):
                 if not await self._send(qn, pkt):
-                    raise OSError("no 9014 after %d sends" % (1 + self.recount))
+                    raise LinkDown("no 9014 after %d sends" % (1 + self.recount))
         finally:
             self.lock.release()
         self.c["acked"] += 1
@@ -613,7 +613,7 @@ class Uplink:
                 if await self._wait_ack(self.overtime_s):
                     return True
                 if self._dead:
-                    raise OSError(self._down_why or "closed by the center")
+                    raise LinkDown(self._down_why or "closed by the center")
                 self.c["timeouts"] += 1
                 log.warn(
                     "uplink",
@@ -644,7 +644,7 @@ class Uplink:
     async def _write(self, data):
         w = self._writer
         if w is None:
-            raise OSError("not connected")
+            raise LinkDown("not connected")
         w.write(data)
         await w.drain()
 
@@ -660,7 +660,7 @@ class Uplink:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._down_why = "receive failed: " + _why(exc)  # said once, by run(), as the link goes down
+            self._down_why = "receive failed, " + _why(exc)  # said once, by run(), as the link goes down
         self._dead = True
         self._ev.set()
         self._cmd_ev.set()
@@ -808,11 +808,17 @@ class Uplink:
         return d
 
 
+class LinkDown(OSError):
+    """The link is unusable for a reason this module found (its text says which)."""
+
+
 def _worth_saying(fails):
     """Logs the first failures of a streak, then every tenth: an outage must not flood the console."""
     return fails <= 3 or fails % 10 == 0
 
 
 def _why(exc):
+    if isinstance(exc, LinkDown):
+        return str(exc)
     s = str(exc)
     return type(exc).__name__ + (": " + s if s else "")
