@@ -7,7 +7,7 @@ Per tick t (whole sim second, every `sample_s`) and channel:
 - the value is what the instrument presents (template encoding: float32, integer scaling), converted by
   the channel (`from_unit` ug/m3 -> mg/m3 is /1000; ppm -> mg/m3 is x M / 22.414), NOx = NO x 46/30 + NO2;
 - the flag is B when the device cannot answer for that tick (scenario fault hitting every request) or the
-  logger lost that tick's sample to timing (`lost`: a late or missed poll on a loaded host), else
+  logger reported that tick's sample lost (`lost`: e.g. a late or missed poll on a loaded host), else
   the template status flag of the instrument state (C/M/D), else T when the instrument value is above its
   measuring range (`range` of the channel or the template), else N; a derived channel takes B if any input
   is B, else the first non-N input flag;
@@ -119,7 +119,7 @@ class Reference:
     def __init__(self, site, scenario, lost=()):
         self.site = site
         self.scn = scenario
-        self.lost = set(lost)  # {(device, tick)}: samples the logger reported lost to timing
+        self.lost = set(lost)  # {(device, tick)}: samples the logger reported lost
         lg = site.get("logger", {})
         self.sample_s = int(lg.get("sample_s", 1))
         self.min_s = 60 * int(lg.get("min_interval_min", 1))

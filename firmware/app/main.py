@@ -435,7 +435,7 @@ def main(boot_state=None):
 
     clock = clockmod.Clock(hal)
     log.setup(clock=clock.now)
-    if hal.log_level():
+    if hal.log_level():  # unix/HIL: EMLOG_LOG_LEVEL; the ESP32 starts at INFO
         log.set_level(hal.log_level())
     fs_root = _fs_root(hal)
     app = App(hal, clock, boot_state, fs_root)

@@ -81,7 +81,7 @@ class FirmwareProcess:
             "EMLOG_SIM_START": repr(self.clock.sim_start),
             "EMLOG_SIM_T0_NS": str(self.clock.t0_ns),
             "EMLOG_TIME_SCALE": repr(self.clock.scale),
-            # DEBUG names every sample lost to timing (a late or missed poll): the reference needs them
+            # DEBUG names every tick without a usable sample (Simulation.lost_samples): the reference needs them
             "EMLOG_LOG_LEVEL": "DEBUG",
         })
         if self.centers:
