@@ -15,12 +15,11 @@ address, pin clashes and placeholders in tests/test_site_cli.py and tests/test_b
 import asyncio
 import hashlib
 import json
-import os
 import re
 import struct
-import subprocess
-import sys
 import threading
+
+from emlog_cli import emlog
 
 from host_tools import REPO_ROOT
 from host_tools.boards import load_board
@@ -45,15 +44,6 @@ VALUES = {"voc": {"nmhc": 24.5, "ch4": 3.25, "thc": 27.75},
           "fan_power": {"power": 18.5, "u1": 230.0, "i1": 27.0, "pf": 0.9, "freq": 50.0},
           "damper": {"di1": 0}}
 CHANNEL_OF = {"a24088": ("voc", "nmhc"), "a05002": ("voc", "ch4")}
-
-
-def emlog(*args, cwd):
-    proc = subprocess.run([sys.executable, "-m", "host_tools.cli", *[str(a) for a in args]], cwd=cwd,
-                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-                          env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stdout, proc.stdout
-    return proc
 
 
 def fake_micropython_bin(size=96 * 1024):

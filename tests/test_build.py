@@ -7,47 +7,23 @@ wrong chip, image too large for the partition) are tested in hil_tests/test_flas
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import tomllib
 
 import pytest
+from emlog_cli import MN, edit, emlog, fill
 from littlefs import LittleFS, UserContext
 
 from host_tools import REPO_ROOT
 
 BOARD = "esp32-generic-4mb"
-MN = "31000000A1B2C3D4E5F60708"
-
-
-def emlog(*args, cwd):
-    proc = subprocess.run([sys.executable, "-m", "host_tools.cli", *[str(a) for a in args]], cwd=cwd,
-                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-                          env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stdout, proc.stdout
-    return proc
 
 
 def site_file(tmp_path, template="voc-line", filled=True):
     path = tmp_path / "site.toml"
     assert emlog("init", "--template", template, "--out", path.name, "--force", cwd=tmp_path).returncode == 0
     if filled:
-        text = path.read_text(encoding="utf-8").replace('"CHANGE-ME-24-HEX-DIGITS0"', '"%s"' % MN)
-        text = text.replace('"CHANGE-ME.example"', '"10.1.2.3"').replace('pw = "CHANGE"', 'pw = "pw-2024"')
-        path.write_text(text, encoding="utf-8")
+        path.write_text(fill(path.read_text(encoding="utf-8")), encoding="utf-8")
     return path
-
-
-def edit(path, old, new):
-    lines = path.read_text(encoding="utf-8").split("\n")
-    for i, line in enumerate(lines):
-        if line.strip().startswith(old):
-            lines[i] = line.replace(old, new, 1)
-            path.write_text("\n".join(lines), encoding="utf-8")
-            return i + 1
-    raise AssertionError("%r not in %s" % (old, path))
 
 
 def board_json(name=BOARD):

@@ -9,33 +9,15 @@ Other bad inputs of issue 6 live in tests/test_build.py (board fit) and hil_test
 """
 
 import json
-import os
 import re
-import subprocess
-import sys
 import tomllib
 
 import pytest
+from emlog_cli import MN, edit, emlog, fill
 
 from host_tools import REPO_ROOT
 
 TEMPLATES = ("boiler-nox", "construction-dust", "voc-line")
-MN = "31000000A1B2C3D4E5F60708"
-
-
-def emlog(*args, cwd):
-    proc = subprocess.run([sys.executable, "-m", "host_tools.cli", *[str(a) for a in args]], cwd=cwd,
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-                          env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stdout, proc.stdout
-    return proc
-
-
-def fill(text):
-    text = text.replace('"CHANGE-ME-24-HEX-DIGITS0"', '"%s"' % MN)
-    text = text.replace('"CHANGE-ME.example"', '"10.1.2.3"')
-    return text.replace('pw = "CHANGE"', 'pw = "pw-2024"')
 
 
 def init_site(tmp_path, template="voc-line", filled=True):
@@ -45,17 +27,6 @@ def init_site(tmp_path, template="voc-line", filled=True):
     if filled:
         path.write_text(fill(path.read_text(encoding="utf-8")), encoding="utf-8")
     return path
-
-
-def edit(path, old, new):
-    """Replaces the first `old` (a whole line's content) and returns that line's 1-based number."""
-    lines = path.read_text(encoding="utf-8").split("\n")
-    for i, line in enumerate(lines):
-        if line.strip().startswith(old):
-            lines[i] = line.replace(old, new, 1)
-            path.write_text("\n".join(lines), encoding="utf-8")
-            return i + 1
-    raise AssertionError("%r not in %s" % (old, path))
 
 
 def error_lines(proc):

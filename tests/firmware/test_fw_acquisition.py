@@ -5,12 +5,14 @@ import sys
 
 if "firmware" not in sys.path:
     sys.path.insert(0, "firmware")
+sys.path.insert(0, "tests/firmware")  # fake_bus
 
 import asyncio
 import struct
 import time
 
 from app.acquisition import Acquisition
+from fake_bus import crc
 from portable import approx
 
 INTERPRETERS = ("micropython",)
@@ -18,15 +20,6 @@ MICROPYTHON_HEAP = "256k"  # compiles every acquisition module from source on im
 
 BJ = 8 * 3600
 T0 = 1710432000 + 10 * 3600  # 10:00:00 Beijing
-
-
-def crc(data):
-    c = 0xFFFF
-    for b in data:
-        c ^= b
-        for _ in range(8):
-            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
-    return bytes((c & 0xFF, c >> 8))
 
 
 class Slaves:

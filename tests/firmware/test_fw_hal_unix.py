@@ -4,27 +4,14 @@ process, chunked, and the scaled sim clock from the EMLOG_* environment."""
 import json
 import os
 import pty
-import shutil
 import subprocess
-import sys
 import threading
 import time
 
+from fake_bus import crc
+
 from host_tools import REPO_ROOT
-
-
-def micropython():
-    return shutil.which("micropython", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-
-
-def crc(data):
-    c = 0xFFFF
-    for b in data:
-        c ^= b
-        for _ in range(8):
-            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
-    return bytes((c & 0xFF, c >> 8))
-
+from host_tools.micropython import micropython_executable
 
 SCRIPT = r"""
 import sys
@@ -94,7 +81,7 @@ def test_pty_uart_bus_and_scaled_clock(tmp_path):
         "EMLOG_TIME_SCALE": "10",
         "EMLOG_FS": str(tmp_path),
     })
-    proc = subprocess.run([micropython(), "-X", "heapsize=256k", "-c", SCRIPT % {"timeout": 150}],
+    proc = subprocess.run([micropython_executable(), "-X", "heapsize=256k", "-c", SCRIPT % {"timeout": 150}],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
     os.close(slave)
     os.close(master)
