@@ -6,6 +6,7 @@ import asyncio
 import random
 
 import pytest
+from hj212_reference import crc_appendix_a
 
 from host_tools.platform.faults import PlatformFaults
 from host_tools.platform.registry import Device, Registry
@@ -48,22 +49,9 @@ PW_ERROR_9011 = (
 )
 
 
-def std_crc(data):
-    """HJ 212-2017 Appendix A, step by step as written there."""
-    reg = 0xFFFF
-    for byte in data:
-        reg = (reg >> 8) ^ byte
-        for _ in range(8):
-            check = reg & 1
-            reg >>= 1
-            if check:
-                reg ^= 0xA001
-    return reg
-
-
 def std_frame(segment):
     seg = segment.encode()
-    return b"##%04d%s%04X\r\n" % (len(seg), seg, std_crc(seg))
+    return b"##%04d%s%04X\r\n" % (len(seg), seg, crc_appendix_a(seg))
 
 
 def run(coro):
@@ -83,7 +71,7 @@ def test_std_crc_reproduces_appendix_a_vector():
     seg = b"QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;" + (
         b"CP=&&RtdInterval=30&&"
     )
-    assert "%04X" % std_crc(seg) == "1C80"
+    assert "%04X" % crc_appendix_a(seg) == "1C80"
 
 
 def test_uploads_acked_with_9014_after_commit_and_stored(tmp_path):
