@@ -74,6 +74,15 @@ def test_unknown_channel_and_point_name_the_rule():
     _one([{"name": "dmp", "type": "bypass", "kind": "damper", "input": "valve.di1"}], "dmp", "unknown device")
 
 
+def test_station_of_a_site_wide_rule_must_be_a_configured_one():
+    good = dict(GOOD[3], station="voc")
+    cfg = config.validate(_cfg([good]))
+    assert cfg["rules"]["list"][0]["station"] == "voc"
+    _one([dict(GOOD[4], station="paint")], "fan-off", "unknown station 'paint'; expected one of boiler, dust, voc")
+    _one([dict(GOOD[5], station=3)], "emergency", "unknown station 3")
+    _one([dict(GOOD[0], station="voc")], "boiler-nox", "unknown key")  # a limit's station is its channel's
+
+
 def test_impossible_thresholds_rejected():
     _one([{"name": "nox", "type": "limit", "channel": "boiler/a21002", "limit": 0}], "nox", "impossible")
     _one([{"name": "nox", "type": "limit", "channel": "boiler/a21002", "limit": -5}], "nox", "impossible")
