@@ -35,6 +35,7 @@ from app import log
 from app.clock import MIN_INTERVALS, parse_stamp, stamp
 from protocols import hj212
 
+ASKED_WINDOW_S = 60  # a 1012 later than this after our 1013 is not taken as its answer
 LONG_OUTAGE_S = 3600  # sim seconds without a platform after which the clock is re-calibrated (1013)
 AUDIT_KEEP = 16  # audit entries kept in RAM for 3020 i11001 recall (the store keeps them all)
 HISTORY_KINDS = {"2051": "min", "2061": "hour", "2031": "day", "2041": "rt"}
@@ -130,6 +131,7 @@ class Commands:
         self.rules = None  # app.rules.Rules (hook for alert level / background pushed by a platform)
         self.time_sync_due = True  # at boot
         self.time_syncs = 0
+        self._asked_at = None  # sim time of our last 1013
         set_audit_sink(_sink, clock)
 
     def attach(self, up):
@@ -155,6 +157,7 @@ class Commands:
             up.submit(lambda: self._time_sync(up))
 
     async def _time_sync(self, up):
+        self._asked_at = self.clock()  # the 1012 that answers was stamped after this
         ok = await up.send_acked("1013", "", reply_cn=hj212.CN_NOTIFY_REPLY)
         if ok:
             self.time_syncs += 1
@@ -271,9 +274,13 @@ class Commands:
         if self.set_time is None:
             return EXE_FAILED
         old = self.clock()
-        # SystemTime has 1 s resolution: a clock inside that second already agrees with the platform, and
-        # stepping it to the whole second would shift the sampling phase by up to a second for nothing.
-        if not new <= old < new + 1:
+        asked, self._asked_at = self._asked_at, None
+        if asked is None or old - asked > ASKED_WINDOW_S:
+            asked = old  # unasked: the platform stamped it just before it arrived
+        # SystemTime has 1 s resolution and was stamped between our 1013 and now: a clock that read inside
+        # [new, new + 1) somewhere in that window already agrees with the platform, and stepping it to the
+        # whole second would shift the sampling phase by up to a second (plus the transit) for nothing.
+        if not (asked < new + 1 and old >= new):
             self.set_time(new)
             tc = getattr(self.acq, "time_changed", None)
             if tc is not None:

@@ -69,7 +69,7 @@ class Platform:
             self.ev.clear()
             try:
                 await asyncio.wait_for_ms(self.ev.wait(), 100)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # noqa: UP041 - MicroPython has no builtin TimeoutError
                 pass
 
 
@@ -467,6 +467,21 @@ def test_1013_at_boot_then_platform_1012_moves_the_clock():
     req = [p for p in env.plat.packets if p.cn == "1013"]
     assert len(req) == 1 and req[0].flag == 5 and req[0].cp_text() == "" and req[0].st == "31"
     assert env.cmds.time_syncs == 1 and env.set_calls == [T0 + 60]
+    # Asked again at 10:31:00.9; the answer stamped 10:31:01 arrives at 10:31:02.3 (a slow link): the clock
+    # read inside 10:31:01 during the exchange, so it already agrees. Without the request it would step back.
+    env.clock.set(T0 + 60.9)
+    env.cmds.time_sync_due = True  # the session's connect asks
+
+    async def slow(e):
+        await e.plat.wait(lambda: len([p for p in e.plat.packets if p.cn == "1013"]) == 2)
+        e.clock.set(T0 + 62.3)
+        e.link.push(_req("1012", "SystemTime=20240315103101")[1])
+        await e.plat.wait(lambda: len([p for p in e.plat.packets if p.cn == "9012"]) == 2)
+
+    env.run(slow)
+    assert env.set_calls == [T0 + 60] and env.clock() == T0 + 62.3  # not stepped back to :01
+    qn, pk = _exchange(env, "1012", "SystemTime=20240315103101")  # the same, unasked: 1.3 s ahead
+    assert env.set_calls == [T0 + 60, T0 + 61]
     env.plat.packets = []
     env.cmds.on_connect(env.up, 10)  # short outage: no new request
     assert not env.cmds.time_sync_due and not env.up._cmds
