@@ -42,13 +42,13 @@ class FakePort:
     def write(self, data):
         data = bytes(data)
         self.sent.append(data)
-        now = time.ticks_ms()
+        now = time.ticks_us()  # microseconds: a reply "3 ms" after the request is never early
         for delay, chunk in self.script(data):
-            self.pending.append((time.ticks_add(now, delay), chunk))
+            self.pending.append((time.ticks_add(now, delay * 1000), chunk))
         self.pending.sort(key=lambda p: time.ticks_diff(p[0], now))
 
     def _ready(self, buf):
-        now = time.ticks_ms()
+        now = time.ticks_us()
         n = 0
         while self.pending and time.ticks_diff(now, self.pending[0][0]) >= 0:
             chunk = self.pending[0][1]
@@ -65,7 +65,7 @@ class FakePort:
             return n
         wait = timeout_ms
         if self.pending:
-            wait = min(wait, max(0, time.ticks_diff(self.pending[0][0], time.ticks_ms())))
+            wait = min(wait, max(0, (time.ticks_diff(self.pending[0][0], time.ticks_us()) + 999) // 1000))
         await asyncio.sleep_ms(wait)
         return self._ready(buf)
 
