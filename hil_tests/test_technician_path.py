@@ -137,8 +137,10 @@ def test_technician_path_init_check_build_flash_boot_minute_data(tmp_path):
         assert proc.returncode == 0, proc.stderr
         image = (tmp_path / "build" / "fs.img").read_bytes()
         manifest = json.loads((tmp_path / "build" / "manifest.json").read_text(encoding="utf-8"))
-        assert len(image) == board["filesystem"]["size"] == 0x200000
+        rom = (tmp_path / "build" / "romfs.img").read_bytes()
+        assert len(image) == board["filesystem"]["size"]
         assert manifest["image"]["sha256"] == hashlib.sha256(image).hexdigest()
+        assert manifest["romfs"]["sha256"] == hashlib.sha256(rom).hexdigest()
 
         # 5. flash the emulated ESP32 (always in download mode on its pty) with esptool, through emlog.
         emu = Esp32RomEmulator(tmp_path / "esp32-flash.bin", chip="esp32").start()
@@ -147,16 +149,18 @@ def test_technician_path_init_check_build_flash_boot_minute_data(tmp_path):
         proc = emlog("flash", tmp_path / "build", "--port", emu.port, "--firmware", tmp_path / "micropython.bin",
                      cwd=tmp_path)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert proc.stdout.count("Hash of data verified.") == 2, proc.stdout
-        assert "md5 %s" % hashlib.md5(firmware).hexdigest() in proc.stdout
-        assert "md5 %s" % hashlib.md5(image).hexdigest() in proc.stdout
+        assert proc.stdout.count("Hash of data verified.") == 3, proc.stdout
+        for data in (firmware, rom, image):
+            assert "md5 %s" % hashlib.md5(data).hexdigest() in proc.stdout
         emu.stop()
         emu = None
         flash = (tmp_path / "esp32-flash.bin").read_bytes()
-        # MicroPython's partitions-4MiB.csv layout: .bin at 0x1000, vfs at 0x200000 (2 MiB), by hand.
+        # boards/micropython/esp32-generic-4mb/partitions.csv: .bin at 0x1000, romfs at 0x200000 (256 KiB),
+        # vfs at 0x240000 to the end of flash, by hand.
         assert len(flash) == 4 << 20
         assert flash[0x1000:0x1000 + len(firmware)] == firmware
-        assert flash[0x200000:0x400000] == image
+        assert flash[0x200000:0x200000 + len(rom)] == rom
+        assert flash[0x240000:0x400000] == image
 
         # 6. boot the logger from the flash's LittleFS against the site's instruments and the platform.
         config = load_site(site)  # only to wire the emulated buses to the site's UARTs
@@ -187,10 +191,11 @@ def test_technician_path_init_check_build_flash_boot_minute_data(tmp_path):
         stats = logger.request_stats(10.0)
         logger.stop()
 
-        # It ran from the flash: the firmware's modules, config and state are in the LittleFS partition.
+        # It ran from the flash: the app from the romfs partition, main.py, config and state from LittleFS.
         boot = logger.boot_info()
-        assert boot["mount"] == "/flash" and boot["blocks"] == 512
-        assert {"main.py", "boot.py", "app", "protocols", "config.json", "manifest.json"} <= set(boot["files"])
+        assert boot["mount"] == "/flash" and boot["blocks"] == board["filesystem"]["size"] // 4096
+        assert {"main.py", "boot.py", "romfs.sha256", "config.json", "manifest.json"} <= set(boot["files"])
+        assert not {"app", "protocols", "hal"} & set(boot["files"])
         assert not any(str(REPO_ROOT) in p for p in boot["path"]), boot["path"]
         files = logger.files()
         built = {p: m["sha256"] for p, m in manifest["files"].items()}

@@ -3,7 +3,8 @@
 A board file is data (schema in boards/README.md). `load_board(name)` returns a dict with every offset and
 size as an int, `block_count` filled in, and the MicroPython version table checked against the .mpy
 version each release really emits. Every mistake is reported as a `BoardError` naming the file and the
-field, so a technician editing a board file sees exactly what to fix.
+field, so a technician editing a board file sees exactly what to fix. `romfs_partition(board)` is where the
+app's ROMFS image goes (the build and `emlog flash` call it; it names the fix when a board has none).
 """
 
 import json
@@ -16,6 +17,13 @@ from host_tools.errors import UserError
 BOARDS_DIR = REPO_ROOT / "boards"
 SCHEMA_VERSION = 1
 FS_BLOCK_SIZE = 4096  # MicroPython's esp32 partition block device (NATIVE_BLOCK_SIZE_BYTES)
+SECTOR = 4096  # SPI flash erase unit: ESP-IDF partitions and esptool erases work in whole sectors
+# The romfs partition is memory-mapped (esp_partition_mmap) so bytecode runs in place. The mapping is made
+# of 64 KiB MMU pages on the ESP32 and ESP32-S3; ESP-IDF rounds an unaligned start down to a page, which
+# works but maps the end of the neighbouring partition too, so we keep romfs on a page boundary like
+# MicroPython's own ports/esp32/partitions-4MiB-romfs.csv (romfs at 0x1E0000).
+MMU_PAGE = 0x10000
+ROMFS_LABEL = "romfs"  # the partition label MicroPython's esp32 port looks for (esp32_partition.c)
 
 # Chip facts, keyed by the name esptool reports (ESPLoader.CHIP_NAME). `bootloader_offset` is where the
 # downloadable MicroPython .bin (bootloader + partition table + app) starts; `image_chip_id` is the chip id
@@ -45,8 +53,15 @@ _MPY_BY_RELEASE = [((1, 23), "6.3"), ((1, 22), "6.2"), ((1, 20), "6.1"), ((1, 19
 MIN_MICROPYTHON = (1, 19)
 
 _TOP_KEYS = {
-    "schema", "name", "description", "chip", "flash_size", "micropython_board", "firmware", "filesystem",
-    "micropython", "rs485", "digital_inputs", "relays",
+    "schema", "name", "description", "chip", "flash_size", "micropython_board", "psram", "firmware",
+    "filesystem", "romfs", "micropython", "rs485", "digital_inputs", "relays",
+}
+# PSRAM wiring that takes GPIOs beyond the flash pins already in CHIPS[...]["reserved"]: ESP32 WROVER
+# modules wire quad PSRAM to GPIO16/17; ESP32-S3 octal PSRAM (R8 modules) uses SPIIO4-7 and DQS, GPIO33-37.
+PSRAM_PINS = {
+    ("ESP32", "quad"): {16, 17},
+    ("ESP32-S3", "quad"): set(),
+    ("ESP32-S3", "octal"): {33, 34, 35, 36, 37},
 }
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?$")
@@ -104,6 +119,16 @@ def mpy_version_for(micropython_version):
         if key[:2] >= floor:
             return mpy
     raise ValueError("MicroPython %s is older than the supported 1.19" % micropython_version)
+
+
+def romfs_partition(board):
+    """(offset, size) of the board's romfs partition, where `emlog build` / `emlog flash` put the app image."""
+    part = board.get("romfs")
+    if part is None:
+        raise BoardError("board %s has no romfs partition, so the app's ROMFS image has nowhere to go; add "
+                         "one to boards/%s.json (\"romfs\": {\"offset\": ..., \"size\": ...}, see "
+                         "boards/README.md)" % (board["name"], board["name"]))
+    return part["offset"], part["size"]
 
 
 def micropython_entry(board, version=None):
@@ -198,7 +223,23 @@ def validate_board(raw, source="board"):
         "flash_size": flash_size_name,
         "flash_bytes": flash_bytes,
         "micropython_board": raw.get("micropython_board", ""),
+        "psram": None,
     }
+
+    # PSRAM (optional): the mode decides which extra GPIOs the module wires to it.
+    psram_pins = set()
+    if "psram" in raw:
+        psram = c.kind(raw["psram"], "psram", "dict")
+        c.only_keys(psram, "psram", {"mode", "size"})
+        mode = c.require(psram, "mode", "psram", "str")
+        if (chip, mode) not in PSRAM_PINS:
+            c.fail("psram.mode", "%r is not a PSRAM mode of %s; use %s" % (mode, chip, " or ".join(
+                sorted(m for ch, m in PSRAM_PINS if ch == chip))))
+        size_name = c.require(psram, "size", "psram", "str")
+        if size_name not in FLASH_SIZES:
+            c.fail("psram.size", "%r is not one of %s" % (size_name, ", ".join(FLASH_SIZES)))
+        board["psram"] = {"mode": mode, "size": size_name, "bytes": FLASH_SIZES[size_name]}
+        psram_pins = PSRAM_PINS[(chip, mode)]
 
     # Firmware: where the MicroPython .bin goes and the app partition it must not outgrow.
     fw = c.require(raw, "firmware", "", "dict")
@@ -260,6 +301,32 @@ def validate_board(raw, source="board"):
         "block_count": block_count,
     }
 
+    # ROMFS partition (optional here; `romfs_partition()` tells the build when it is missing): the app's
+    # bytecode, memory-mapped by MicroPython's esp32 port from the data partition labelled "romfs".
+    board["romfs"] = None
+    if "romfs" in raw:
+        rom = c.kind(raw["romfs"], "romfs", "dict")
+        c.only_keys(rom, "romfs", {"offset", "size"})
+        rom_offset = c.require(rom, "offset", "romfs", "int")
+        rom_size = c.require(rom, "size", "romfs", "int")
+        rom_end = rom_offset + rom_size
+        if rom_offset % MMU_PAGE:
+            c.fail("romfs.offset", "%#x is not a multiple of 64 KiB (0x10000): the partition is memory-mapped "
+                   "in 64 KiB MMU pages" % rom_offset)
+        if rom_size <= 0 or rom_size % SECTOR:
+            c.fail("romfs.size", "%#x is not a positive multiple of the %d-byte flash sector"
+                   % (rom_size, SECTOR))
+        if rom_end > flash_bytes:
+            c.fail("romfs", "%#x + %#x ends at %#x, beyond the %s flash (%#x)" % (
+                rom_offset, rom_size, rom_end, flash_size_name, flash_bytes))
+        if rom_offset < app_offset + app_size:
+            c.fail("romfs.offset", "%#x overlaps the app partition %#x..%#x" % (
+                rom_offset, app_offset, app_offset + app_size))
+        if rom_offset < fs_offset + fs_size and fs_offset < rom_end:
+            c.fail("romfs", "%#x..%#x overlaps the filesystem partition %#x..%#x" % (
+                rom_offset, rom_end, fs_offset, fs_offset + fs_size))
+        board["romfs"] = {"offset": rom_offset, "size": rom_size}
+
     # MicroPython versions and the .mpy each one loads.
     mp = c.require(raw, "micropython", "", "dict")
     c.only_keys(mp, "micropython", {"default", "supported"})
@@ -302,6 +369,8 @@ def validate_board(raw, source="board"):
             c.fail(field, "GPIO%d does not exist on %s" % (number, chip))
         if number in chip_info["reserved"]:
             c.fail(field, "GPIO%d is wired to the SPI flash/PSRAM on %s modules" % (number, chip))
+        if number in psram_pins:
+            c.fail(field, "GPIO%d is wired to the %s PSRAM on this board" % (number, board["psram"]["mode"]))
         if output and number in chip_info["input_only"]:
             c.fail(field, "GPIO%d is input-only on %s and cannot drive an output" % (number, chip))
         if number in used:

@@ -1,15 +1,18 @@
-"""`emlog build SITE --board B --out DIR`: the logger's filesystem image, ready for `emlog flash`.
+"""`emlog build SITE --board B --out DIR`: the logger's two images, ready for `emlog flash`.
 
-site file -> validated device config; firmware/ and protocols/ -> .mpy for the board's MicroPython;
-both -> a LittleFS image sized to the board's partition, with manifest.json (versions, sha256 of every
-file, config hash); the image is then mounted under MicroPython's own VfsLfs2 and every file checked.
+site file -> validated device config; firmware/ and protocols/ -> .mpy for the board's MicroPython ->
+romfs.img (the app, imported in place from the board's romfs partition; every module imported from it
+under MicroPython's vfs.VfsRom before the build says done) and fs.img (a LittleFS image sized to the
+board's filesystem partition: boot.py, main.py, config.json, romfs.sha256 and manifest.json with versions
+and the sha256 of every file and of romfs.img), mounted under MicroPython's own VfsLfs2 and checked.
 """
 
 import sys
 import time
+from pathlib import Path
 
-from host_tools import REPO_ROOT
-from host_tools.boards import load_board, micropython_entry
+from host_tools import REPO_ROOT, romfs
+from host_tools.boards import load_board, micropython_entry, romfs_partition
 from host_tools.errors import UserError
 from host_tools.image import (
     build_filesystem,
@@ -25,7 +28,7 @@ def register(sub):
     p = sub.add_parser("build", help="compile the firmware and a site file into a filesystem image")
     p.add_argument("site", help="site file (TOML, or a compiled device config .json)")
     p.add_argument("--board", required=True, help="board name from boards/ (or a board .json file)")
-    p.add_argument("--out", required=True, help="output directory (gets fs.img and manifest.json)")
+    p.add_argument("--out", required=True, help="output directory (gets fs.img, romfs.img and manifest.json)")
     p.add_argument("--micropython", help="MicroPython version on the logger (default: the board's)")
     p.set_defaults(func=cmd_build)
 
@@ -78,29 +81,56 @@ class _Progress:
         self.stream.flush()
 
 
+def check_micropython(entry, board):
+    version = tuple(int(x) for x in entry["version"].split(".")[:2])
+    if version < romfs.ROMFS_MIN_MICROPYTHON:
+        raise UserError("MicroPython %s cannot import from a ROMFS partition (vfs.VfsRom needs >= %d.%d); "
+                        "build for %s's default (--micropython %s) or later"
+                        % (entry["version"], *romfs.ROMFS_MIN_MICROPYTHON, board["name"],
+                           board["micropython"]["default"]))
+
+
 def build(site_path, board_name, out_dir, micropython_version=None, progress=None):
-    """Builds and verifies; returns (image bytes, manifest)."""
+    """Builds and verifies; returns (fs.img bytes, manifest, romfs.img bytes)."""
     progress = progress or (lambda *a: None)
     config = load_site(site_path)
     board = load_board(board_name)
     check_pins(config, board, locator(site_path))
     entry = micropython_entry(board, micropython_version)
+    check_micropython(entry, board)
+    room = romfs_partition(board)[1]
     app = compile_tree_to_mpy([(REPO_ROOT / "firmware", ""), (REPO_ROOT / "protocols", "protocols")],
                               entry["mpy"], progress=progress)
-    image, manifest = build_filesystem(app, config, board, progress=progress, micropython_version=entry["version"])
+    rom_files, fs_files = romfs.split_files(app)
+    rom = romfs.pack(rom_files)
+    romfs.check_fits(rom, room, board["name"])
+    progress("romfs", 0, 1)
+    checked = romfs.verify(rom, romfs.modules_of(rom_files))
+    progress("romfs", 1, 1)
+    fs_files[romfs.ROMFS_CHECK] = romfs.check_line(rom).encode()
+    files = {p: {"size": len(d), "sha256": romfs.sha256_hex(d)} for p, d in sorted(rom_files.items())}
+    extra = {"romfs": {"file": romfs.ROMFS_NAME, "size": len(rom), "sha256": romfs.sha256_hex(rom),
+                       "partition_size": room, "modules": checked["modules"], "files": files}}
+    image, manifest = build_filesystem(fs_files, config, board, progress=progress,
+                                       micropython_version=entry["version"], extra_manifest=extra)
     progress("verify", 0, 1)
     verify_image_with_micropython(image, expected_hashes(manifest))
     progress("verify", 1, 1)
     write_build_output(out_dir, image, manifest)
-    return image, manifest
+    (Path(out_dir) / romfs.ROMFS_NAME).write_bytes(rom)
+    return image, manifest, rom
 
 
 def cmd_build(args):
     started = time.monotonic()
-    image, manifest = build(args.site, args.board, args.out, args.micropython, _Progress())
-    print("built %s/fs.img for %s: %d files, %d bytes of files in a %d-byte LittleFS image, "
+    image, manifest, rom = build(args.site, args.board, args.out, args.micropython, _Progress())
+    meta = manifest["romfs"]
+    print("built %s/romfs.img for %s: %d files (%d modules imported under MicroPython vfs.VfsRom) in %d bytes "
+          "of its %d-byte romfs partition"
+          % (args.out, args.board, len(meta["files"]), meta["modules"], len(rom), meta["partition_size"]))
+    print("built %s/fs.img: %d files, %d bytes of files in a %d-byte LittleFS image, "
           "verified under MicroPython VfsLfs2 (%.1f s)"
-          % (args.out, args.board, len(manifest["files"]), sum(f["size"] for f in manifest["files"].values()),
+          % (args.out, len(manifest["files"]), sum(f["size"] for f in manifest["files"].values()),
              len(image), time.monotonic() - started))
     print("next: emlog flash %s --port PORT --board %s" % (args.out, args.board))
     return 0

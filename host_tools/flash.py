@@ -9,8 +9,10 @@ esptool's own code paths, and its errors are turned into one clear line for the 
     emlog info  --port PORT [--board B] [--json] [--save-image FILE]
 
 BUILD_DIR is the output of `emlog build` (see host_tools/image.py): `fs.img` (the LittleFS image, exactly
-the board's filesystem partition) and `manifest.json` (board, versions, sha256 of every file, plus the
-sha256 of fs.img). The board defaults to the one recorded in the manifest.
+the board's filesystem partition), `romfs.img` (the app's bytecode, for the board's romfs partition; see
+host_tools/romfs.py) and `manifest.json` (board, versions, sha256 of every file, plus size and sha256 of
+fs.img and romfs.img). The board defaults to the one recorded in the manifest. The MicroPython firmware
+(`--firmware`) must be one built from boards/micropython/BOARD, which mounts the romfs partition.
 
 Resetting into the bootloader: on a USB-serial adapter esptool pulses DTR/RTS (`default-reset` before,
 `hard-reset` after). A pseudo-terminal (the emulated logger in tests, or a serial-over-network bridge)
@@ -27,14 +29,19 @@ import struct
 import sys
 from pathlib import Path
 
-from host_tools.boards import CHIPS, FLASH_SIZES, boards_for_chip, load_board
+from mpremote.romfs import VfsRomWriter
+
+from host_tools.boards import CHIPS, FLASH_SIZES, boards_for_chip, load_board, romfs_partition
 from host_tools.errors import UserError
 from host_tools.image import CONFIG_NAME, MANIFEST_NAME, image_info, load_build_output, sha256_hex
+from host_tools.romfs import ROMFS_CHECK, check_fits, load_romfs
 
 ROM_BAUD = 115200
 DEFAULT_BAUD = 460800
 CONNECT_ATTEMPTS = 4
 ESP_IMAGE_MAGIC = 0xE9
+ROMFS_MAGIC = VfsRomWriter.ROMFS_HEADER  # b"\xd2\xcd\x31", then a varint payload length
+ROMFS_PROBE = 16  # header bytes read to find the image length: the magic plus a varint of up to 13 bytes
 SECRET_KEYS = ("pw", "password", "passwd", "secret", "token", "key", "psk")
 
 
@@ -43,23 +50,24 @@ SECRET_KEYS = ("pw", "password", "passwd", "secret", "token", "key", "psk")
 def register(subparsers):
     p = subparsers.add_parser(
         "flash", help="write a build (and optionally MicroPython) to a logger over USB-serial",
-        description="Write the filesystem image of an `emlog build` output directory "
-                    "(fs.img + manifest.json) "
-                    "to the logger's filesystem partition, and optionally the MicroPython firmware, then "
-                    "verify both by MD5. The chip must match the board.",
+        description="Write an `emlog build` output directory (fs.img, romfs.img, manifest.json) to the "
+                    "logger's filesystem and romfs partitions, and optionally the MicroPython firmware, then "
+                    "verify each by MD5. The chip must match the board.",
     )
     p.add_argument("build", metavar="BUILD_DIR",
-                   help="output directory of `emlog build` (fs.img, manifest.json)")
+                   help="output directory of `emlog build` (fs.img, romfs.img, manifest.json)")
     _connection_args(p)
     p.add_argument("--firmware", metavar="MICROPYTHON.bin",
-                   help="MicroPython firmware .bin for the board (written at the board's firmware offset)")
+                   help="MicroPython firmware .bin built from boards/micropython/BOARD (written at the "
+                        "board's firmware offset)")
     p.add_argument("--board", "-b", help="board name or board .json (default: the board in the manifest)")
     p.set_defaults(func=cmd_flash)
 
     p = subparsers.add_parser(
         "erase", help="erase a logger's flash (everything, or only the filesystem partition)",
-        description="Erase the whole flash (firmware, config and stored records) or, with "
-                    "--filesystem-only, only the board's filesystem partition. Unsent records are lost.",
+        description="Erase the whole flash (firmware, app, config and stored records) or, with "
+                    "--filesystem-only, only the board's filesystem partition (the firmware and the romfs "
+                    "partition with the app stay). Unsent records are lost.",
     )
     _connection_args(p)
     p.add_argument("--board", "-b", help="board name: checked against the chip; needed for --filesystem-only")
@@ -72,7 +80,8 @@ def register(subparsers):
         "info", help="what is on this logger? chip, board, manifest and config summary",
         description="Read the logger's filesystem partition back (only the blocks littlefs needs), and show "
                     "the chip, the board layout found, the build manifest, the config summary and whether "
-                    "every file still matches the manifest.",
+                    "every file still matches the manifest; then read the app image in the romfs partition "
+                    "(only its length) and check it against the build.",
     )
     _connection_args(p)
     p.add_argument("--board", "-b", help="board name (default: try every board for the detected chip)")
@@ -287,8 +296,8 @@ def check_firmware(data, board, name="firmware"):
         raise UserError("%s is empty" % name)
     if data[0] != ESP_IMAGE_MAGIC:
         raise UserError("%s is not an ESP firmware image (first byte %#04x, expected 0xe9): use the "
-                        "MicroPython .bin for %s from micropython.org (not .uf2, .hex or fs.img)"
-                        % (name, data[0], board.get("micropython_board") or board["chip"]))
+                        "MicroPython .bin built from boards/micropython/%s (not .uf2, .hex, fs.img or romfs.img)"
+                        % (name, data[0], board["name"]))
     if len(data) >= 24:
         (chip_id,) = struct.unpack_from("<H", data, 12)
         want = CHIPS[board["chip"]]["image_chip_id"]
@@ -328,13 +337,18 @@ def check_image_for_board(image, manifest, board, where="fs.img"):
 
 def flash_build(port, build_dir, board_name=None, firmware_path=None, baud=DEFAULT_BAUD, before="auto",
                 after="auto"):
-    """Writes BUILD_DIR's fs.img (and a firmware .bin) to the logger and verifies both; returns a report."""
+    """Writes BUILD_DIR's fs.img, romfs.img (and a firmware .bin) to the logger and verifies each by MD5."""
     image, manifest = load_build_output(build_dir)
     board_name = board_name or (manifest.get("board") or {}).get("name")
     if not board_name:
         raise UserError("the manifest in %s names no board; pass --board" % build_dir)
     board = load_board(board_name)
     check_image_for_board(image, manifest, board, where=str(Path(build_dir) / "fs.img"))
+    romfs = None
+    if manifest.get("romfs"):  # builds older than ROMFS have none: their app is on the filesystem
+        romfs = load_romfs(build_dir, manifest)
+        romfs_offset, romfs_size = romfs_partition(board)
+        check_fits(romfs, romfs_size, board["name"])
     regions = []
     if firmware_path:
         path = Path(firmware_path)
@@ -343,6 +357,8 @@ def flash_build(port, build_dir, board_name=None, firmware_path=None, baud=DEFAU
         firmware = path.read_bytes()
         check_firmware(firmware, board, name=str(path))
         regions.append(("firmware", board["firmware"]["offset"], firmware))
+    if romfs is not None:
+        regions.append(("romfs", romfs_offset, romfs))
     regions.append(("filesystem", board["filesystem"]["offset"], image))
     note = "%d files, MicroPython %s" % (len(manifest.get("files", {})) + 1,
                                          (manifest.get("micropython") or {}).get("version"))
@@ -482,7 +498,7 @@ def device_info(port, board_name=None, baud=DEFAULT_BAUD, before="auto", after="
 
     board = load_board(board_name) if board_name else None
     report = {"port": port, "board": None, "filesystem": None, "manifest": None, "config": None,
-              "files": None}
+              "files": None, "romfs": None}
     with Connection(port, board=board, baud=baud, before=before, after=after) as conn:
         report["chip"] = conn.describe()
         candidates = [board] if board else [
@@ -490,6 +506,7 @@ def device_info(port, board_name=None, baud=DEFAULT_BAUD, before="auto", after="
             if b["flash_bytes"] <= FLASH_SIZES.get(conn.flash_size, b["flash_bytes"])]
         try:
             found = None
+            files = {}
             for cand in candidates:
                 fs, dev = _mount_on_device(conn, cand)
                 if fs is not None:
@@ -500,7 +517,6 @@ def device_info(port, board_name=None, baud=DEFAULT_BAUD, before="auto", after="
                                       for c in candidates]
             else:
                 cand, fs, dev = found
-                report["board"] = cand["name"]
                 files = read_files(fs)
                 st = fs.fs_stat()
                 report["filesystem"] = {
@@ -510,15 +526,118 @@ def device_info(port, board_name=None, baud=DEFAULT_BAUD, before="auto", after="
                     "blocks_read": len(dev.cache),
                 }
                 _describe_files(report, files)
+                cand = _board_built_for(report["manifest"], cand, candidates)
+                report["board"] = cand["name"]
                 if save_image:
                     size = cand["filesystem"]["size"]
                     data = conn.esp.read_flash(cand["filesystem"]["offset"], size)
                     Path(save_image).write_bytes(data)
                     report["saved_image"] = {"file": str(save_image), "size": len(data),
                                              "sha256": sha256_hex(data)}
+            # The romfs partition of the board found (or given: it is still worth reading when the
+            # filesystem was erased on its own, which keeps the app image).
+            romfs_board = board if found is None else cand
+            if romfs_board is not None:
+                report["romfs"] = read_romfs(conn, romfs_board, romfs_expected(files, report["manifest"]))
         except _esptool_errors() as exc:
             raise UserError("reading the logger on %s failed: %s" % (port, _first_line(exc))) from None
     return report
+
+
+def _board_built_for(manifest, cand, candidates):
+    """Boards with the same layout (e.g. one with PSRAM and one without) mount alike; the manifest names one."""
+    name = ((manifest or {}).get("board") or {}).get("name")
+    for other in candidates:
+        if other["name"] == name and other["filesystem"] == cand["filesystem"] \
+                and other["romfs"] == cand["romfs"]:
+            return other
+    return cand
+
+
+# ------------------------------------------------------------------------------------------- romfs
+
+def romfs_length(head):
+    """Total length of the ROMFS image starting with `head`, or None if `head` is not a ROMFS header.
+
+    mpremote's VfsRomWriter writes the magic b"\xd2\xcd\x31", then the payload length as a varint (7 bits a
+    byte, most significant group first, 0x80 set on every byte but the last), then the payload.
+    """
+    if not head.startswith(ROMFS_MAGIC):
+        return None
+    value = 0
+    for end, byte in enumerate(head[len(ROMFS_MAGIC):], len(ROMFS_MAGIC) + 1):
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            return end + value
+    return None
+
+
+def romfs_expected(files, manifest):
+    """{"size", "sha256"} of the ROMFS image the build on the logger's filesystem was made with, or None.
+
+    The manifest's "romfs" entry, else the romfs.sha256 check file ("SIZE SHA256") that main.py checks the
+    partition against at boot.
+    """
+    meta = (manifest or {}).get("romfs")
+    if isinstance(meta, dict) and isinstance(meta.get("size"), int) and meta.get("sha256"):
+        return {"size": meta["size"], "sha256": meta["sha256"]}
+    try:
+        size, digest = files[ROMFS_CHECK].decode("ascii").split()
+        return {"size": int(size), "sha256": digest}
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def read_romfs(conn, board, expected):
+    """What is in the board's romfs partition: state, size, sha256 and whether it is the image expected.
+
+    Reads only the image: its length as the build recorded it, else as the ROMFS header gives it.
+    States: "present" (a ROMFS header whose image fits the partition), "erased" (all 0xFF), "corrupt" (no
+    ROMFS header, or one giving more bytes than the partition holds), "absent" (the board has no romfs
+    partition).
+    """
+    part = board["romfs"]
+    if part is None:
+        return {"state": "absent", "why": "board %s has no romfs partition" % board["name"],
+                "expected": expected, "matches": None if expected is None else False}
+    offset, size = part["offset"], part["size"]
+    if expected is not None and 0 < expected["size"] <= size:
+        data = bytes(conn.esp.read_flash(offset, expected["size"]))
+    else:
+        data = bytes(conn.esp.read_flash(offset, min(ROMFS_PROBE, size)))
+        length = romfs_length(data)
+        if length is not None and len(data) < length <= size:
+            data = bytes(conn.esp.read_flash(offset, length))
+    length = romfs_length(data[:ROMFS_PROBE])
+    report = {"offset": offset, "partition_size": size, "image_size": length, "size": len(data),
+              "sha256": sha256_hex(data), "expected": expected, "why": None}
+    if data.count(0xFF) == len(data):
+        report.update(state="erased", why="the first %d bytes read back as 0xFF" % len(data))
+    elif length is None:
+        report.update(state="corrupt", why="no ROMFS header (starts %s)" % data[:4].hex())
+    elif length > size:
+        report.update(state="corrupt", why="its header gives %d bytes, more than the %d-byte partition"
+                      % (length, size))
+    else:
+        report["state"] = "present"
+    report["matches"] = None if expected is None else (
+        report["state"] == "present" and len(data) == expected["size"] and report["sha256"] == expected["sha256"])
+    return report
+
+
+def format_romfs(rom):
+    """One line about the romfs partition for `emlog info`."""
+    if rom["state"] == "absent":
+        text = "none (%s)" % rom["why"]
+    elif rom["state"] == "present":
+        text = "%d bytes at %#x, sha256 %s" % (rom["size"], rom["offset"], rom["sha256"])
+    else:
+        text = "%s at %#x (%s)" % (rom["state"], rom["offset"], rom["why"])
+    if rom["matches"]:
+        return text + "; matches the build"
+    if rom["matches"] is False:
+        return text + "; does NOT match the build: reflash with emlog flash"
+    return text + "; no build record on the filesystem to compare it with"
 
 
 def _describe_files(report, files):
@@ -602,6 +721,8 @@ def format_info(report):
         where = ", ".join("%s at %#x" % (s["board"], s["offset"]) for s in report.get("searched", []))
         lines.append("filesystem:  none found (looked for littlefs at %s): erased, or not flashed by emlog"
                      % (where or "no board for this chip"))
+        if report.get("romfs"):
+            lines.append("romfs:       " + format_romfs(report["romfs"]))
         return "\n".join(lines)
     fs = report["filesystem"]
     lines.append("board:       %s (filesystem %d KiB at %#x, %d of %d blocks used, littlefs %s)" % (
@@ -637,6 +758,8 @@ def format_info(report):
         lines.append("files:       %s" % state)
     if files.get("added"):
         lines.append("created on device: %s" % ", ".join(files["added"]))
+    if report.get("romfs"):
+        lines.append("romfs:       " + format_romfs(report["romfs"]))
     if report.get("saved_image"):
         saved = report["saved_image"]
         lines.append("saved:       %s (%d bytes)" % (saved["file"], saved["size"]))

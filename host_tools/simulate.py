@@ -535,6 +535,8 @@ class Simulation:
         for r in self.records():
             frames.setdefault(r["center"], {}).setdefault(r.get("cn") or "?", 0)
             frames[r["center"]][r.get("cn") or "?"] += 1
+        # The unix port holds the ROMFS image in its heap (the ESP32 maps it): the figures leave it out.
+        image = self.fw.romfs_bytes if self.fw is not None else 0
         peak = peak_raw = None
         for st in hist:
             v = st.get("heap_peak") if isinstance(st, dict) else None
@@ -570,8 +572,10 @@ class Simulation:
             "lag": (stats or {}).get("lag"),
             "bus_counters": (stats or {}).get("buses"),
             "emulator": emu,
-            "peak_heap_bytes": peak,          # live data: max gc.mem_alloc() right after a collection
-            "peak_heap_raw_bytes": peak_raw,  # including garbage not yet collected
+            # live data: max gc.mem_alloc() right after a collection, ROMFS image excluded
+            "peak_heap_bytes": None if peak is None else peak - image,
+            "peak_heap_raw_bytes": None if peak_raw is None else peak_raw - image,  # garbage included
+            "romfs_image_bytes": image,
             "safe_mode": None if self.fw is None else self.fw.safe_mode(),
             "firmware_cpu_s": self.firmware_cpu_s(),
             "firmware_exit": None if self.fw is None else self.fw.returncode,
@@ -692,7 +696,8 @@ def register(subparsers):
     p.add_argument("--time-scale", type=float, default=DEFAULT_SCALE,
                    help="sim seconds per real second (default %(default)s)")
     p.add_argument("--heap", default=HIL_HEAP,
-                   help="MicroPython heap of the firmware (default %(default)s; see README, Heap)")
+                   help="heap budget of the app beside its ROMFS image, which the unix port also holds in "
+                   "its heap (default %(default)s, the ESP32's; see README, Heap)")
     p.add_argument("--seed", type=int, default=None, help="scenario noise seed (default: the scenario's)")
     p.add_argument("--pacing", action="store_true", help="pace emulated replies at the bus baud rate")
     p.add_argument("--progress", type=float, default=5.0,

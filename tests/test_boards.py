@@ -1,8 +1,10 @@
 """Board definitions: shipped boards match MicroPython's flash layouts; bad board files get precise errors.
 
-Expected layouts are taken from MicroPython's partition tables (ports/esp32/partitions-*.csv, and the
-"vfs from the end of the last partition to the end of flash" rule of v1.26+), not from the code under test;
-bootloader offsets and chip names are cross-checked against esptool's own target classes.
+Expected layouts are written out here, not taken from the code under test: the app partitions of
+MicroPython's partition tables (ports/esp32/partitions-*.csv), then the romfs partition (the app's bytecode,
+256 KiB on 4 MB boards, 512 KiB on 8 MB ones) on the next 64 KiB boundary, then the filesystem to the end of
+flash (where the "vfs from the end of the last partition to the end of flash" rule of v1.26+ also puts it).
+Bootloader offsets and chip names are cross-checked against esptool's own target classes.
 """
 
 import copy
@@ -20,14 +22,19 @@ from host_tools.boards import (
     load_board,
     micropython_entry,
     mpy_version_for,
+    romfs_partition,
     validate_board,
 )
 
-# (board, chip as esptool names it, firmware offset, fs offset, fs size, flash size)
+KIB = 1024
+# (board, chip as esptool names it, firmware offset, app end, romfs size, flash size). The app end is where
+# MicroPython's table puts the former vfs: partitions-4MiB.csv factory 0x10000+0x1F0000,
+# partitions-4MiB-ota.csv ota_1 0x190000+0x180000, partitions-8MiB.csv factory 0x10000+0x1F0000.
 EXPECTED = [
-    ("esp32-generic-4mb", "ESP32", 0x1000, 0x200000, 0x200000, 4 << 20),  # partitions-4MiB.csv vfs
-    ("esp32-ota-4mb", "ESP32", 0x1000, 0x310000, 0xF0000, 4 << 20),  # partitions-4MiB-ota.csv vfs
-    ("esp32s3-generic-8mb", "ESP32-S3", 0x0, 0x200000, 0x600000, 8 << 20),  # partitions-8MiB.csv vfs
+    ("esp32-generic-4mb", "ESP32", 0x1000, 0x200000, 256 * KIB, 4 << 20),
+    ("esp32-ota-4mb", "ESP32", 0x1000, 0x310000, 256 * KIB, 4 << 20),
+    ("esp32s3-generic-8mb", "ESP32-S3", 0x0, 0x200000, 512 * KIB, 8 << 20),
+    ("esp32s3-psram-8mb", "ESP32-S3", 0x0, 0x200000, 512 * KIB, 8 << 20),
 ]
 
 
@@ -41,18 +48,24 @@ def test_required_boards_are_shipped():
         assert name in names
 
 
-@pytest.mark.parametrize("name,chip,fw,fs_offset,fs_size,flash", EXPECTED)
-def test_layout_matches_micropython_partition_tables(name, chip, fw, fs_offset, fs_size, flash):
+@pytest.mark.parametrize("name,chip,fw,app_end,romfs_size,flash", EXPECTED)
+def test_layout_matches_micropython_partition_tables(name, chip, fw, app_end, romfs_size, flash):
     board = load_board(name)
     assert board["chip"] == chip
     assert board["firmware"]["offset"] == fw
-    assert board["filesystem"]["offset"] == fs_offset
-    assert board["filesystem"]["size"] == fs_size
-    assert board["filesystem"]["block_size"] == 4096
-    assert board["filesystem"]["block_count"] == fs_size // 4096
     assert board["flash_bytes"] == flash
-    # The filesystem runs to the end of flash (the v1.26+ auto "vfs" rule gives the same place).
-    assert fs_offset + fs_size == flash
+    # romfs right after the app partition(s), on a 64 KiB MMU page boundary...
+    assert board["romfs"] == {"offset": app_end, "size": romfs_size}
+    assert romfs_partition(board) == (app_end, romfs_size)
+    assert app_end % 0x10000 == 0 and romfs_size % 0x10000 == 0
+    # ...then the filesystem up to the end of flash (the v1.26+ auto "vfs" rule gives the same place).
+    fs_offset = app_end + romfs_size
+    assert board["filesystem"]["offset"] == fs_offset
+    assert board["filesystem"]["size"] == flash - fs_offset
+    assert board["filesystem"]["block_size"] == 4096
+    assert board["filesystem"]["block_count"] == (flash - fs_offset) // 4096
+    # The app image of today (about 130-160 KB) fits with room to grow.
+    assert romfs_size >= 256 * KIB
 
 
 @pytest.mark.parametrize("name", [e[0] for e in EXPECTED])
@@ -86,7 +99,36 @@ def test_pins_are_unique_and_buses_have_de_pins():
 
 def test_boards_for_chip():
     assert {b["name"] for b in boards_for_chip("ESP32")} >= {"esp32-generic-4mb", "esp32-ota-4mb"}
-    assert [b["name"] for b in boards_for_chip("ESP32-S3")] == ["esp32s3-generic-8mb"]
+    assert [b["name"] for b in boards_for_chip("ESP32-S3")] == ["esp32s3-generic-8mb", "esp32s3-psram-8mb"]
+
+
+def test_psram_board_keeps_the_octal_psram_pins_free():
+    board = load_board("esp32s3-psram-8mb")
+    assert board["psram"] == {"mode": "octal", "size": "8MB", "bytes": 8 << 20}
+    assert load_board("esp32s3-generic-8mb")["psram"] is None
+    raw = _raw("esp32s3-psram-8mb")
+    raw["relays"][0]["pin"] = 35  # SPIIO6 of the octal PSRAM on N8R8 modules
+    with pytest.raises(BoardError) as err:
+        validate_board(raw, source="boards/esp32s3-psram-8mb.json")
+    assert "relays[0].pin" in str(err.value) and "GPIO35" in str(err.value) and "octal PSRAM" in str(err.value)
+    # the same pin is fine on the board without PSRAM
+    raw = _raw("esp32s3-generic-8mb")
+    raw["relays"][0]["pin"] = 35
+    assert validate_board(raw)["relays"][0]["pin"] == 35
+
+
+def test_board_without_romfs_loads_but_romfs_partition_names_the_fix(tmp_path):
+    raw = _raw()
+    del raw["romfs"]
+    raw["name"] = "no-rom"
+    target = tmp_path / "no-rom.json"
+    target.write_text(json.dumps(raw), encoding="utf-8")
+    board = load_board(str(target))
+    assert board["romfs"] is None
+    with pytest.raises(BoardError) as err:
+        romfs_partition(board)
+    message = str(err.value)
+    assert "board no-rom has no romfs partition" in message and "boards/no-rom.json" in message
 
 
 def test_mpy_version_for_known_releases():
@@ -132,8 +174,20 @@ BAD = [
     # (mutation path, value, expected words in the message)
     ("filesystem.size", "0x1F0800", ["filesystem.size", "multiple"]),
     ("filesystem.offset", "0x1F0000", ["filesystem.offset", "overlaps"]),
+    ("romfs.offset", "0x208000", ["romfs.offset", "0x208000", "64 KiB"]),
+    ("romfs.size", "0x40800", ["romfs.size", "0x40800", "4096"]),
+    ("romfs.size", 0, ["romfs.size", "positive"]),
+    ("romfs.offset", "0x1F0000", ["romfs.offset", "overlaps the app partition", "0x10000..0x200000"]),
+    ("romfs.size", "0x80000", ["romfs", "0x200000..0x280000", "overlaps the filesystem partition"]),
+    ("filesystem.offset", "0x230000", ["romfs", "overlaps the filesystem partition", "0x230000"]),
+    ("romfs.offset", "0x3F0000", ["romfs", "beyond", "4MB"]),
+    ("romfs.offset", "rom", ["romfs.offset", "hex"]),
+    ("romfs.label", "romfs", ["romfs", "unknown key", "label"]),
+    ("psram", {"mode": "octal", "size": "8MB"}, ["psram.mode", "'octal'", "ESP32", "quad"]),
+    ("psram", {"mode": "quad", "size": "3MB"}, ["psram.size", "3MB"]),
+    ("psram", {"mode": "quad", "size": "4MB"}, ["rs485[0].tx", "GPIO17", "quad PSRAM"]),  # WROVER wiring
     ("filesystem.size", "0x300000", ["filesystem", "beyond", "4MB"]),
-    ("filesystem.block_count", 500, ["filesystem.block_count", "512"]),
+    ("filesystem.block_count", 500, ["filesystem.block_count", "448"]),
     ("filesystem.block_size", 512, ["filesystem.block_size", "4096"]),
     ("filesystem.offset", "twenty", ["filesystem.offset", "hex"]),
     ("firmware.offset", "0x0", ["firmware.offset", "0x1000"]),
@@ -176,7 +230,7 @@ def test_custom_board_file_by_path_loads(tmp_path):
     target.write_text(json.dumps(raw), encoding="utf-8")
     board = load_board(str(target))
     assert board["name"] == "my-logger"
-    assert board["filesystem"]["offset"] == 0x310000
+    assert board["filesystem"]["offset"] == 0x350000
 
 
 def test_invalid_json_reports_line(tmp_path):

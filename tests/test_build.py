@@ -44,12 +44,12 @@ def test_build_output_directory_contract(tmp_path, template):
     proc = emlog("build", site.name, "--board", BOARD, "--out", "build", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "next: emlog flash build --port PORT --board %s" % BOARD in proc.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["fs.img", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["fs.img", "manifest.json", "romfs.img"]
 
     board = board_json()
     fs_size = int(board["filesystem"]["size"], 16)
     image = (out / "fs.img").read_bytes()
-    assert len(image) == fs_size == 0x200000
+    assert len(image) == fs_size
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["image"] == {"file": "fs.img", "size": fs_size, "sha256": hashlib.sha256(image).hexdigest()}
     assert manifest["board"]["name"] == BOARD and manifest["board"]["chip"] == "ESP32"
@@ -70,10 +70,24 @@ def test_build_output_directory_contract(tmp_path, template):
         assert hashlib.sha256(files[path]).hexdigest() == meta["sha256"], path
     stored = json.loads(files["manifest.json"])
     assert stored == {k: v for k, v in manifest.items() if k != "image"}
-    # ESP32 MicroPython runs boot.py / main.py as source; everything else is .mpy for the board's version
+    # ESP32 MicroPython runs boot.py / main.py as source; the app is .mpy in romfs.img, checked by main.py
     assert files["main.py"] == (REPO_ROOT / "firmware" / "main.py").read_bytes()
-    assert files["app/main.mpy"][:2] == b"M\x06"
-    assert not [p for p in files if p.endswith(".py") and p not in ("boot.py", "main.py")]
+    assert not [p for p in files if p.endswith((".py", ".mpy")) and p not in ("boot.py", "main.py")]
+    rom = (out / "romfs.img").read_bytes()
+    digest = hashlib.sha256(rom).hexdigest()
+    assert manifest["romfs"]["size"] == len(rom) <= int(board["romfs"]["size"], 16)
+    assert manifest["romfs"]["sha256"] == digest
+    assert files["romfs.sha256"] == b"%d %s\n" % (len(rom), digest.encode())
+    rom_files = romfs_listing(rom)
+    assert rom_files["app/main.mpy"][:2] == b"M\x06"
+    assert "protocols/templates/sdm630.json" in rom_files  # data the device reads, beside the bytecode
+    sources = {p.relative_to(REPO_ROOT / "firmware").with_suffix(".mpy").as_posix()
+               for p in (REPO_ROOT / "firmware").rglob("*.py") if p.name not in ("boot.py", "main.py")}
+    sources |= {p.relative_to(REPO_ROOT).with_suffix(".mpy").as_posix()
+                for p in (REPO_ROOT / "protocols").rglob("*.py")}
+    assert sources <= set(rom_files), sorted(sources - set(rom_files))
+    assert {p: hashlib.sha256(d).hexdigest() for p, d in rom_files.items()} == {
+        p: meta["sha256"] for p, meta in manifest["romfs"]["files"].items()}
     # the config is the site file's content
     config = json.loads(files["config.json"])
     site_data = tomllib.loads(site.read_text(encoding="utf-8"))
@@ -83,6 +97,43 @@ def test_build_output_directory_contract(tmp_path, template):
         (d["name"], d["address"]) for d in site_data["buses"][0]["devices"]]
     assert [r["name"] for r in config["rules"]["list"]] == [r["name"] for r in site_data["rules"]["list"]]
     assert manifest["config"]["sha256"] == hashlib.sha256(files["config.json"]).hexdigest()
+
+
+def romfs_listing(image):
+    """{path: bytes} of a ROMFS image, read here from the format (MicroPython's extmod/vfs_rom.c): records
+    of (kind, length, payload) as unsigned varints; 4 = directory (name, records), 5 = file (name, records
+    of which 2 = verbatim data)."""
+    def uint(buf, i):
+        v = 0
+        while True:
+            b = buf[i]
+            i += 1
+            v = (v << 7) | (b & 0x7F)
+            if not b & 0x80:
+                return v, i
+
+    def records(buf, i, end):
+        while i < end:
+            kind, i = uint(buf, i)
+            size, i = uint(buf, i)
+            yield kind, buf[i:i + size]
+            i += size
+
+    def walk(buf, prefix, out):
+        for kind, payload in records(buf, 0, len(buf)):
+            if kind in (4, 5):
+                n, j = uint(payload, 0)
+                name = prefix + payload[j:j + n].decode()
+                rest = payload[j + n:]
+                if kind == 4:
+                    walk(rest, name + "/", out)
+                else:
+                    out[name] = b"".join(bytes(d) for k, d in records(rest, 0, len(rest)) if k == 2)
+        return out
+
+    assert image[:3] == b"\xd2\xcd\x31"
+    size, i = uint(image, 3)
+    return walk(image[i:i + size], "", {})
 
 
 # ---- bad inputs --------------------------------------------------------------------------------------------
@@ -144,3 +195,34 @@ def test_unknown_board(tmp_path):
     err = refused(emlog("build", site.name, "--board", "esp32-generic", "--out", "build", cwd=tmp_path),
                   tmp_path / "build")
     assert err.startswith("emlog: error: ") and "esp32-generic-4mb" in err
+
+
+def _board_variant(tmp_path, change):
+    board = board_json()
+    change(board)
+    path = tmp_path / "my-board.json"
+    board["name"] = "my-board"
+    path.write_text(json.dumps(board), encoding="utf-8")
+    return str(path)
+
+
+def test_romfs_image_larger_than_its_partition(tmp_path):
+    site = site_file(tmp_path)
+    board = _board_variant(tmp_path, lambda b: b["romfs"].update(size="0x10000"))
+    err = refused(emlog("build", site.name, "--board", board, "--out", "build", cwd=tmp_path), tmp_path / "build")
+    assert "emlog: error: the ROMFS image is " in err
+    assert "romfs partition holds 65536" in err and "enlarge the romfs partition" in err
+
+
+def test_board_without_a_romfs_partition(tmp_path):
+    site = site_file(tmp_path)
+    board = _board_variant(tmp_path, lambda b: b.pop("romfs"))
+    err = refused(emlog("build", site.name, "--board", board, "--out", "build", cwd=tmp_path), tmp_path / "build")
+    assert "board my-board has no romfs partition" in err and '"romfs": {"offset"' in err
+
+
+def test_micropython_without_romfs_support(tmp_path):
+    site = site_file(tmp_path)
+    err = refused(emlog("build", site.name, "--board", BOARD, "--out", "build", "--micropython", "1.24.1",
+                        cwd=tmp_path), tmp_path / "build")
+    assert "MicroPython 1.24.1 cannot import from a ROMFS partition (vfs.VfsRom needs >= 1.25)" in err

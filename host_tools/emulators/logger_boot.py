@@ -1,8 +1,10 @@
 """Boots the emulated logger from its (emulated) flash: the last step of the technician path.
 
-After `emlog flash` the emulated ESP32's flash file holds the MicroPython firmware and, at the board's
-filesystem offset, the LittleFS partition with the app, config.json and manifest.json. A real ESP32 mounts
-that partition as `/` and runs `main.py` from it; here the MicroPython unix port does the same:
+After `emlog flash` the emulated ESP32's flash file holds the MicroPython firmware, at the board's romfs
+offset the app's ROMFS image, and at its filesystem offset the LittleFS partition with main.py, boot.py,
+config.json, romfs.sha256 and manifest.json. A real ESP32 maps the romfs partition, mounts the LittleFS one
+as `/` and runs `main.py` from it; here the MicroPython unix port does the same (the romfs partition is
+handed to main.py as a file, EMLOG_ROMFS):
 
     logger = LoggerFromFlash(flash_file, load_board("esp32-generic-4mb"), work_dir, {1: bus.path}, clock)
     logger.start()            # extracts the partition, mounts it with vfs.VfsLfs2, runs /flash/main.py
@@ -57,15 +59,15 @@ exec(compile(src, MOUNT + "/main.py", "exec"), g)
 '''
 
 
-def partition(flash_path, board):
-    """The bytes of the board's filesystem partition in a flash image file."""
-    fs = board["filesystem"]
+def partition(flash_path, board, name="filesystem"):
+    """The bytes of the board's filesystem (or romfs) partition in a flash image file."""
+    part = board[name]
     with open(flash_path, "rb") as fh:
-        fh.seek(fs["offset"])
-        data = fh.read(fs["size"])
-    if len(data) != fs["size"]:
-        raise ValueError("%s holds %d bytes at %#x, the filesystem partition of %s needs %d"
-                         % (flash_path, len(data), fs["offset"], board["name"], fs["size"]))
+        fh.seek(part["offset"])
+        data = fh.read(part["size"])
+    if len(data) != part["size"]:
+        raise ValueError("%s holds %d bytes at %#x, the %s partition of %s needs %d"
+                         % (flash_path, len(data), part["offset"], name, board["name"], part["size"]))
     return data
 
 
@@ -99,8 +101,16 @@ class LoggerFromFlash(FirmwareProcess):
 
     def prepare(self):
         """Copies the partition out of the flash file and writes the boot script; returns the image path."""
+        from host_tools.image import read_image
+        from host_tools.romfs import ROMFS_CHECK
+
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.image_path.write_bytes(partition(self.flash_path, self.board))
+        image = partition(self.flash_path, self.board)
+        self.image_path.write_bytes(image)
+        self.romfs.write_bytes(partition(self.flash_path, self.board, "romfs"))
+        # The heap holds the image main.py reads (its size from the check line), beside the budget.
+        check = read_image(image, self.board).get(ROMFS_CHECK, b"0 -")
+        self.romfs_bytes = int(check.split()[0])
         self.script_path.write_text(
             boot_script(self.image_path, self.board["filesystem"]["block_size"], self.mount_point,
                         self.work_dir), encoding="utf-8")
