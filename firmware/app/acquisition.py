@@ -89,9 +89,8 @@ class Acquisition:
         # such as power meters): when a bus is too slow for a tick, the statistics are the last to suffer.
         used = {}
         for st, _, _ in self.stations:
-            for ch in st.chans:
-                if ch.dev is not None:
-                    used[ch.dev.name] = True
+            for dev in st.devices():
+                used[dev.name] = True
         for i in range(len(self.buses)):
             bus, devs = self.buses[i]
             self.buses[i] = (bus, [d for d in devs if d.name in used] + [d for d in devs if d.name not in used])

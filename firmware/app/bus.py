@@ -20,25 +20,28 @@ skipped (polls not sent while offline). Per bus (Bus.c): transactions, queue_ful
 
 import asyncio
 import time
+from array import array
+
+from micropython import const
 
 from protocols.modbus import rtu
 from protocols.modbus.errors import ModbusError, ModbusException
 
-_COUNTERS = (
-    "requests",
-    "ok",
-    "timeouts",
-    "crc",
-    "exceptions",
-    "wrong_address",
-    "garbage",
-    "retries",
-    "tx_bytes",
-    "rx_bytes",
-    "offline",
-    "skipped",
-)
-_REASON = {"crc": "crc", "exception": "exceptions", "wrong-address": "wrong_address"}
+# Link counters: one array per device (wrapping at 2**32), named only when reported (state()).
+_COUNTERS = ("requests", "ok", "timeouts", "crc", "exceptions", "wrong_address", "garbage", "retries",
+             "tx_bytes", "rx_bytes", "offline", "skipped")
+_REQUESTS = const(0)
+_OK = const(1)
+_TIMEOUTS = const(2)
+_CRC = const(3)
+_EXCEPTIONS = const(4)
+_WRONG_ADDRESS = const(5)
+_GARBAGE = const(6)
+_RETRIES = const(7)
+_TX_BYTES = const(8)
+_RX_BYTES = const(9)
+_OFFLINE = const(10)
+_SKIPPED = const(11)
 
 
 class BusTimeout(ModbusError):
@@ -63,16 +66,16 @@ class Link:
     def __init__(self, name, address):
         self.name = name
         self.address = address
-        self.c = {}
-        for k in _COUNTERS:
-            self.c[k] = 0
+        self.c = array("I", bytes(4 * len(_COUNTERS)))
         self.online = True
         self.backoff = 0
         self.retry_at = 0  # sim time of the next probe while offline
 
     def state(self):
-        d = dict(self.c)
-        d["online"] = self.online
+        c = self.c
+        d = {"online": self.online}
+        for i in range(len(_COUNTERS)):
+            d[_COUNTERS[i]] = c[i]
         return d
 
 
@@ -106,7 +109,7 @@ class Bus:
         """False when the device is offline and its next probe is not due: skip this poll."""
         if link.online or now >= link.retry_at:
             return True
-        link.c["skipped"] += 1
+        link.c[_SKIPPED] += 1
         return False
 
     def end(self, link, ok, silent, now):
@@ -121,7 +124,7 @@ class Bus:
             return
         if link.online:
             link.online = False
-            link.c["offline"] += 1
+            link.c[_OFFLINE] += 1
             link.backoff = self.backoff_s[0]
             self._say("WARN", "%s not answering; offline, probing with backoff" % link.name)
         else:
@@ -160,15 +163,15 @@ class Bus:
         err = BusTimeout("%s: not sent" % link.name)
         for attempt in range(tries):
             if attempt:
-                c["retries"] += 1
+                c[_RETRIES] += 1
             await self._quiet()
             stray = self.port.drain(self.rx)
             if stray:
                 self.c["stray_bytes"] += stray
             self.port.write(request)
             self._last = time.ticks_us()
-            c["requests"] += 1
-            c["tx_bytes"] += len(request)
+            c[_REQUESTS] += 1
+            c[_TX_BYTES] += len(request)
             r = await self._receive(link, request)
             if not isinstance(r, Exception):
                 return r
@@ -195,25 +198,27 @@ class Bus:
             if left <= 0:
                 self._last = time.ticks_us()
                 if got:
-                    c["garbage"] += 1
+                    c[_GARBAGE] += 1
                     return Incomplete("%s: %d of a reply's bytes, then silence" % (link.name, got))
-                c["timeouts"] += 1
+                c[_TIMEOUTS] += 1
                 return BusTimeout("%s: no reply within %d ms" % (link.name, self.timeout_ms))
             n = await port.read(rx, left)
             if not n:
                 continue
             got += n
-            c["rx_bytes"] += n
+            c[_RX_BYTES] += n
             st = fr.feed(rx, n)
             if st == rtu.COMPLETE:
                 self._last = time.ticks_us()
                 if fr.trailing:
-                    c["garbage"] += 1
-                c["ok"] += 1
+                    c[_GARBAGE] += 1
+                c[_OK] += 1
                 return fr.frame
             if st == rtu.ERROR:
                 err = fr.error
-                c[_REASON.get(err.reason, "garbage")] += 1
+                r = err.reason
+                c[_CRC if r == "crc" else _EXCEPTIONS if r == "exception" else
+                  _WRONG_ADDRESS if r == "wrong-address" else _GARBAGE] += 1
                 await self._silence(c, deadline)
                 return err
 
@@ -225,7 +230,7 @@ class Bus:
             n = await self.port.read(self.rx, min(quiet_ms, left) if left > 0 else 0)
             if not n:
                 break
-            c["rx_bytes"] += n
+            c[_RX_BYTES] += n
         self._last = time.ticks_us()
 
     def state(self):

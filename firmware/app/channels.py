@@ -41,38 +41,38 @@ def zs(c, o2, o2_ref, guard):
     return c * (21.0 - o2_ref) / (21.0 - o2)
 
 
-class Channel:
-    def __init__(self, cfg, devices):
-        self.code = cfg["code"]
-        self.dev = None
-        self.idx = -1
-        self.nox = None
-        self.o2_ref = cfg.get("o2_ref")
-        self.is_o2 = bool(cfg.get("o2"))
-        self.is_flow = bool(cfg.get("flow"))
-        rng = cfg.get("range")
-        unit = cfg.get("unit")
-        if "source" in cfg:
-            src = cfg["source"]
-            dot = src.find(".")
-            dev = devices.get(src[:dot])
-            if dot <= 0 or dev is None:
-                raise ValueError("channel %s: unknown device in source %r" % (self.code, src))
-            self.dev = dev
-            self.idx = dev.point(src[dot + 1 :])
-            if rng is None:
-                rng = dev.ranges[self.idx]
-            point_unit = dev.units[self.idx]
-            from_unit = cfg.get("from_unit", point_unit if unit else None)
-            self.factor = unit_factor(from_unit, unit or point_unit, cfg.get("molar_mass"))
-            if unit is None:
-                unit = point_unit
-        else:
-            self.nox = cfg["nox_from"]
-            self.factor = 1.0
-            unit = "mg/m3"
-        self.unit = unit
-        self.rmax = rng[1] if rng else None
+# A channel as sample() needs it: one tuple, not an object with an attribute dict (20 channels).
+_DEV = 0  # device object, or None for a computed channel (NOx)
+_IDX = 1  # index of the device point
+_FACTOR = 2  # unit factor
+_RMAX = 3  # measuring range top (instrument unit x factor is not applied: compared with the value)
+_NOX = 4  # (NO index, NO2 index) for NOx as NO2, else None
+_O2_REF = 5  # reference O2 for Zs, else None
+
+
+def channel(cfg, devices):
+    """(tuple for sample(), unit) of one channel config."""
+    code = cfg["code"]
+    rng = cfg.get("range")
+    unit = cfg.get("unit")
+    if "source" in cfg:
+        src = cfg["source"]
+        dot = src.find(".")
+        dev = devices.get(src[:dot])
+        if dot <= 0 or dev is None:
+            raise ValueError("channel %s: unknown device in source %r" % (code, src))
+        idx = dev.point(src[dot + 1 :])
+        if rng is None:
+            rng = dev.ranges[idx]
+        point_unit = dev.units[idx]
+        from_unit = cfg.get("from_unit", point_unit if unit else None)
+        factor = unit_factor(from_unit, unit or point_unit, cfg.get("molar_mass"))
+        nox = None
+        if unit is None:
+            unit = point_unit
+    else:
+        dev, idx, factor, nox, unit = None, -1, 1.0, cfg["nox_from"], "mg/m3"
+    return [dev, idx, factor, rng[1] if rng else None, nox, cfg.get("o2_ref")], unit
 
 
 class Station:
@@ -81,28 +81,35 @@ class Station:
     def __init__(self, cfg, devices, o2_guard=19.0):
         self.name = cfg["name"]
         self.guard = o2_guard
-        chans = [Channel(c, devices) for c in cfg["channels"]]
-        self.chans = chans
-        self.codes = [c.code for c in chans]
-        n = len(chans)
+        ccfg = cfg["channels"]
+        n = len(ccfg)
+        self.codes = [c["code"] for c in ccfg]
         self.v = [None] * n
         self.f = ["B"] * n
         self.z = [None] * n
         self.o2 = -1
         self.flow = -1
-        pos = {}
+        chans = []
+        units = []
         for i in range(n):
-            pos[chans[i].code] = i
-            if chans[i].is_o2:
+            ch, unit = channel(ccfg[i], devices)
+            chans.append(ch)
+            units.append(unit)
+            if ccfg[i].get("o2"):
                 self.o2 = i
-            if chans[i].is_flow:
+            if ccfg[i].get("flow"):
                 self.flow = i
-        for c in chans:
-            if c.nox is not None:
-                c.nox = (pos[c.nox[0]], pos[c.nox[1]])
+        for ch in chans:
+            if ch[_NOX] is not None:
+                ch[_NOX] = (self.codes.index(ch[_NOX][0]), self.codes.index(ch[_NOX][1]))
+        self.chans = [tuple(ch) for ch in chans]
         # Cou: pollutants (mg/m3) and the flow itself, when the station measures flow
-        self.cou = [self.flow >= 0 and (c.is_flow or c.unit == "mg/m3") for c in chans]
-        self.has_zs = [c.o2_ref is not None for c in chans]
+        self.cou = [self.flow >= 0 and (bool(ccfg[i].get("flow")) or units[i] == "mg/m3") for i in range(n)]
+        self.has_zs = [ch[_O2_REF] is not None for ch in chans]
+
+    def devices(self):
+        """The devices feeding this station's channels."""
+        return [ch[_DEV] for ch in self.chans if ch[_DEV] is not None]
 
     def sample(self):
         chans = self.chans
@@ -111,44 +118,44 @@ class Station:
         n = len(chans)
         for i in range(n):
             c = chans[i]
-            dev = c.dev
+            dev = c[_DEV]
             if dev is None:
                 continue
-            x = dev.values[c.idx]
+            x = dev.values[c[_IDX]]
             if dev.flag == "B" or x is None:
                 v[i] = None
                 f[i] = "B"
                 continue
             flag = dev.flag
-            if flag == "N" and c.rmax is not None and x > c.rmax:
+            if flag == "N" and c[_RMAX] is not None and x > c[_RMAX]:
                 flag = "T"
-            v[i] = x * c.factor if c.factor != 1.0 else x
+            v[i] = x * c[_FACTOR] if c[_FACTOR] != 1.0 else x
             f[i] = flag
         for i in range(n):
             c = chans[i]
-            if c.nox is None:
+            if c[_NOX] is None:
                 continue
-            a, b = c.nox
+            a, b = c[_NOX]
             if v[a] is None or v[b] is None:
                 v[i] = None
                 f[i] = "B"
                 continue
             x = v[a] * NO2_PER_NO + v[b]
             flag = worse(f[a], f[b])
-            if flag == "N" and c.rmax is not None and x > c.rmax:
+            if flag == "N" and c[_RMAX] is not None and x > c[_RMAX]:
                 flag = "T"
             v[i] = x
             f[i] = flag
         o2 = v[self.o2] if self.o2 >= 0 else None
         z = self.z
         for i in range(n):
-            ref = chans[i].o2_ref
+            ref = chans[i][_O2_REF]
             z[i] = None if ref is None else zs(v[i], o2, ref, self.guard)
 
     def rtd_values(self):
         """The record "values" list of a realtime (2011) record for the current tick."""
         out = []
-        for i in range(len(self.chans)):
+        for i in range(len(self.codes)):
             d = {"Flag": self.f[i]}
             if self.v[i] is not None:
                 d["Rtd"] = self.v[i]

@@ -11,53 +11,78 @@ from array import array
 ABNORMAL = "DBCMTF"  # tie-break order when two abnormal flags are equally frequent
 _INF = float("inf")
 
-# slots of a channel's accumulator
-N = 0  # samples (incl. missing ticks once the period closed)
-NV = 1  # valid samples (flag N or S, with a value)
-SUM = 2
-MIN = 3
-MAX = 4
-NA = 5  # samples with a value, valid or not (fallback when none is valid)
-SUMA = 6
-MINA = 7
-MAXA = 8
-COU = 9
-ZN = 10
-ZSUM = 11
-ZMIN = 12
-ZMAX = 13
-ZNA = 14
-ZSUMA = 15
-ZMINA = 16
-ZMAXA = 17
-SLOTS = 18
-_MINS = (MIN, MINA, ZMIN, ZMINA)
-_MAXS = (MAX, MAXA, ZMAX, ZMAXA)
+# A channel's accumulator: a count of samples (N), then groups of 4 slots (count, sum, min, max): valid
+# samples, samples with a value (valid or not: the fallback when none is valid), the Cou sum (one slot,
+# only where the channel has Cou) and the same two groups for Zs (only where it has Zs). Channels without
+# Zs or Cou carry no slots for them.
+N = 0
+VALID = 1  # group of valid samples (flag N or S, with a value)
+ANY = 5  # group of samples with a value
+COU = 9  # the Cou slot, when the channel has one
+_G = 4  # slots per group: count, sum, min, max
+
+
+def layout(cou, has_zs):
+    """(start offsets per channel, Zs group offsets per channel or -1, Cou slot or -1, total slots)."""
+    n = len(cou)
+    starts, zs, cous = array("h", bytes(2 * n)), array("h", bytes(2 * n)), array("h", bytes(2 * n))
+    at = 0
+    for i in range(n):
+        starts[i] = at
+        at += 1 + 2 * _G
+        cous[i] = at if cou[i] else -1
+        at += 1 if cou[i] else 0
+        zs[i] = at if has_zs[i] else -1
+        at += 2 * _G if has_zs[i] else 0
+    return starts, zs, cous, at
+
+
+def _feed(a, g, v):
+    a[g] += 1
+    a[g + 1] += v
+    if v < a[g + 2]:
+        a[g + 2] = v
+    if v > a[g + 3]:
+        a[g + 3] = v
+
+
+def _merge(a, b, g):
+    b[g] += a[g]
+    b[g + 1] += a[g + 1]
+    if a[g + 2] < b[g + 2]:
+        b[g + 2] = a[g + 2]
+    if a[g + 3] > b[g + 3]:
+        b[g + 3] = a[g + 3]
 
 
 class Period:
     """Accumulators of one level (minute period, hour or day) for every channel of a station.
 
-    One flat array of doubles (SLOTS per channel) and one of flag counts: a few objects, not 2 per
-    channel, because every object header counts in a 64 KiB heap."""
+    One flat array of doubles laid out by `layout` and one of flag counts: a few objects, not 2 per
+    channel, because every object header counts on a small heap."""
 
-    def __init__(self, n, length):
-        self.n = n
+    def __init__(self, lay, length):
+        self.lay = lay
         self.length = length
         self.start = None
-        self.a = array("d", bytes(8 * SLOTS * n))
-        self.fc = array("i", bytes(4 * len(ABNORMAL) * n))
+        self.a = array("d", bytes(8 * lay[3]))
+        self.fc = array("i", bytes(4 * len(ABNORMAL) * len(lay[0])))
+
+    def _groups(self, i):
+        """The start of every 4-slot group of channel i."""
+        s = self.lay[0][i]
+        z = self.lay[1][i]
+        return (s + VALID, s + ANY) if z < 0 else (s + VALID, s + ANY, z, z + _G)
 
     def reset(self, start):
         self.start = start
         a = self.a
-        for i in range(0, len(a), SLOTS):
-            for k in range(SLOTS):
-                a[i + k] = 0.0
-            for k in _MINS:
-                a[i + k] = _INF
-            for k in _MAXS:
-                a[i + k] = -_INF
+        for k in range(len(a)):
+            a[k] = 0.0
+        for i in range(len(self.lay[0])):
+            for g in self._groups(i):
+                a[g + 2] = _INF
+                a[g + 3] = -_INF
         fc = self.fc
         for k in range(len(fc)):
             fc[k] = 0
@@ -65,65 +90,46 @@ class Period:
     def add(self, i, v, flag, z, cou):
         """One sample of channel i: value v (or None), its flag, its Zs z (or None), its Cou part."""
         a = self.a
-        b = i * SLOTS
-        a[b + N] += 1
+        s = self.lay[0][i]
+        a[s + N] += 1
         valid = v is not None and (flag == "N" or flag == "S")
         if not valid:
             k = ABNORMAL.find(flag)
             self.fc[i * 6 + (k if k >= 0 else 1)] += 1  # unknown flag letters count as B
         if v is None:
             return
-        a[b + NA] += 1
-        a[b + SUMA] += v
-        if v < a[b + MINA]:
-            a[b + MINA] = v
-        if v > a[b + MAXA]:
-            a[b + MAXA] = v
+        _feed(a, s + ANY, v)
         if valid:
-            a[b + NV] += 1
-            a[b + SUM] += v
-            if v < a[b + MIN]:
-                a[b + MIN] = v
-            if v > a[b + MAX]:
-                a[b + MAX] = v
-            a[b + COU] += cou
-        if z is not None:
-            a[b + ZNA] += 1
-            a[b + ZSUMA] += z
-            if z < a[b + ZMINA]:
-                a[b + ZMINA] = z
-            if z > a[b + ZMAXA]:
-                a[b + ZMAXA] = z
+            _feed(a, s + VALID, v)
+            c = self.lay[2][i]
+            if c >= 0:
+                a[c] += cou
+        zg = self.lay[1][i]
+        if z is not None and zg >= 0:
+            _feed(a, zg + _G, z)
             if valid:
-                a[b + ZN] += 1
-                a[b + ZSUM] += z
-                if z < a[b + ZMIN]:
-                    a[b + ZMIN] = z
-                if z > a[b + ZMAX]:
-                    a[b + ZMAX] = z
+                _feed(a, zg, z)
 
     def fill(self, expected):
         """Ticks of the period with no sample at all (logger not running yet) count as B."""
         a = self.a
-        for i in range(self.n):
-            miss = expected - int(a[i * SLOTS + N])
+        starts = self.lay[0]
+        for i in range(len(starts)):
+            miss = expected - int(a[starts[i] + N])
             if miss > 0:
-                a[i * SLOTS + N] += miss
+                a[starts[i] + N] += miss
                 self.fc[i * 6 + 1] += miss
 
     def merge_into(self, other):
         a = self.a
         b = other.a
-        for j in range(len(a)):
-            k = j % SLOTS
-            if k in _MINS:
-                if a[j] < b[j]:
-                    b[j] = a[j]
-            elif k in _MAXS:
-                if a[j] > b[j]:
-                    b[j] = a[j]
-            else:
-                b[j] += a[j]
+        starts, _, cous, _ = self.lay
+        for i in range(len(starts)):
+            b[starts[i] + N] += a[starts[i] + N]
+            for g in self._groups(i):
+                _merge(a, b, g)
+            if cous[i] >= 0:
+                b[cous[i]] += a[cous[i]]
         fa = self.fc
         fb = other.fc
         for k in range(len(fa)):
@@ -131,7 +137,7 @@ class Period:
 
     def flag(self, i, need):
         """Period flag of channel i: N with at least `need` valid samples, else the dominant abnormal flag."""
-        if self.a[i * SLOTS + NV] >= need:
+        if self.a[self.lay[0][i] + VALID] >= need:
             return "N"
         fc = self.fc
         o = i * 6
@@ -141,31 +147,27 @@ class Period:
                 best = k
         return ABNORMAL[best]
 
-    def values(self, codes, need, cou, has_zs):
+    def values(self, codes, need):
         out = []
         a = self.a
+        starts, zs, cous, _ = self.lay
         for i in range(len(codes)):
-            b = i * SLOTS
+            s = starts[i]
             d = {"Flag": self.flag(i, need)}
-            if a[b + NV] > 0:
-                d["Min"] = a[b + MIN]
-                d["Avg"] = a[b + SUM] / a[b + NV]
-                d["Max"] = a[b + MAX]
-            elif a[b + NA] > 0:
-                d["Min"] = a[b + MINA]
-                d["Avg"] = a[b + SUMA] / a[b + NA]
-                d["Max"] = a[b + MAXA]
-            if cou[i]:
-                d["Cou"] = a[b + COU]
-            if has_zs[i]:
-                if a[b + ZN] > 0:
-                    d["ZsMin"] = a[b + ZMIN]
-                    d["ZsAvg"] = a[b + ZSUM] / a[b + ZN]
-                    d["ZsMax"] = a[b + ZMAX]
-                elif a[b + NV] == 0 and a[b + ZNA] > 0:
-                    d["ZsMin"] = a[b + ZMINA]
-                    d["ZsAvg"] = a[b + ZSUMA] / a[b + ZNA]
-                    d["ZsMax"] = a[b + ZMAXA]
+            g = s + VALID if a[s + VALID] > 0 else (s + ANY if a[s + ANY] > 0 else -1)
+            if g >= 0:
+                d["Min"] = a[g + 2]
+                d["Avg"] = a[g + 1] / a[g]
+                d["Max"] = a[g + 3]
+            if cous[i] >= 0:
+                d["Cou"] = a[cous[i]]
+            z = zs[i]
+            if z >= 0:
+                g = z if a[z] > 0 else (z + _G if a[s + VALID] == 0 and a[z + _G] > 0 else -1)
+                if g >= 0:
+                    d["ZsMin"] = a[g + 2]
+                    d["ZsAvg"] = a[g + 1] / a[g]
+                    d["ZsMax"] = a[g + 3]
             out.append([codes[i], d])
         return out
 
@@ -183,11 +185,11 @@ class StationStats:
         self.sample_s = sample_s
         self.offset_s = offset_s
         self.frac = valid_fraction
-        n = len(station.codes)
+        lay = layout(station.cou, station.has_zs)
         self.levels = (
-            ("min", Period(n, period_length("min", min_interval))),
-            ("hour", Period(n, HOUR)),
-            ("day", Period(n, DAY)),
+            ("min", Period(lay, period_length("min", min_interval))),
+            ("hour", Period(lay, HOUR)),
+            ("day", Period(lay, DAY)),
         )
 
     def _need(self, length):
@@ -199,7 +201,7 @@ class StationStats:
         p.fill(expected)
         st = self.st
         out.append({"kind": kind, "station": st.name, "t": p.start,
-                    "values": p.values(st.codes, self.frac * expected, st.cou, st.has_zs)})
+                    "values": p.values(st.codes, self.frac * expected)})
         if lvl + 1 < len(self.levels):
             nxt = self.levels[lvl + 1][1]
             if nxt.start is None:

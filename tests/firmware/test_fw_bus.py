@@ -38,7 +38,7 @@ def test_ok_and_counters():
     port, bus, lk = make(lambda r: [(3, GOOD)])
     got = run(bus.transact(lk, REQ))
     assert bytes(got) == GOOD
-    c = lk.c
+    c = lk.state()
     assert (c["requests"], c["ok"], c["tx_bytes"], c["rx_bytes"], c["timeouts"]) == (1, 1, 8, 9, 0)
     assert port.sent == [REQ]
 
@@ -46,7 +46,7 @@ def test_ok_and_counters():
 def test_chunked_reply_is_assembled():
     port, bus, lk = make(lambda r: [(2, GOOD[:1]), (8, GOOD[1:4]), (15, GOOD[4:])])
     assert bytes(run(bus.transact(lk, REQ))) == GOOD
-    assert lk.c["ok"] == 1 and lk.c["garbage"] == 0 and lk.c["retries"] == 0
+    assert lk.state()["ok"] == 1 and lk.state()["garbage"] == 0 and lk.state()["retries"] == 0
 
 
 def script_seq(*answers):
@@ -65,7 +65,7 @@ def test_timeout_then_retry_succeeds():
     t0 = time.ticks_ms()
     assert bytes(run(bus.transact(lk, REQ))) == GOOD
     assert time.ticks_diff(time.ticks_ms(), t0) >= TIMEOUT
-    assert (lk.c["timeouts"], lk.c["retries"], lk.c["requests"], lk.c["ok"]) == (1, 1, 2, 1)
+    assert (lk.state()["timeouts"], lk.state()["retries"], lk.state()["requests"], lk.state()["ok"]) == (1, 1, 2, 1)
 
 
 def test_crc_error_counted_and_never_accepted():
@@ -73,25 +73,26 @@ def test_crc_error_counted_and_never_accepted():
     bad[4] ^= 0x01  # one data bit flipped on the line
     port, bus, lk = make(script_seq([(2, bytes(bad))], [(2, GOOD)]))
     assert bytes(run(bus.transact(lk, REQ))) == GOOD
-    assert lk.c["crc"] == 1 and lk.c["ok"] == 1
+    assert lk.state()["crc"] == 1 and lk.state()["ok"] == 1
     port, bus, lk = make(lambda r: [(2, bytes(bad))])
     with raises(Exception) as e:
         run(bus.transact(lk, REQ))
-    assert e.value.reason == "crc" and lk.c["crc"] == 2 and lk.c["ok"] == 0
+    assert e.value.reason == "crc" and lk.state()["crc"] == 2 and lk.state()["ok"] == 0
 
 
 def test_wrong_address_and_garbage():
     other = regs_reply(2, 3, (1, 2))
     port, bus, lk = make(script_seq([(2, other)], [(2, b"\x01\x07\x55\xaa\x00")], [(2, GOOD)]), retries=2)
     assert bytes(run(bus.transact(lk, REQ))) == GOOD
-    assert lk.c["wrong_address"] == 1 and lk.c["garbage"] == 1 and lk.c["ok"] == 1 and lk.c["retries"] == 2
+    c = lk.state()
+    assert (c["wrong_address"], c["garbage"], c["ok"], c["retries"]) == (1, 1, 1, 2)
 
 
 def test_exception_reply_is_not_retried():
     port, bus, lk = make(lambda r: [(2, frame(bytes((1, 0x83, 2))))], retries=3)
     with raises(ModbusException) as e:
         run(bus.transact(lk, REQ))
-    assert e.value.code == 2 and lk.c["exceptions"] == 1 and lk.c["requests"] == 1
+    assert e.value.code == 2 and lk.state()["exceptions"] == 1 and lk.state()["requests"] == 1
 
 
 def test_late_reply_is_stray_not_an_answer():
@@ -118,7 +119,7 @@ def test_late_reply_is_stray_not_an_answer():
     with raises(Exception) as e:
         run(go())
     assert e.value.reason == "wrong-address", e.value
-    assert l2.c["wrong_address"] == 1 and l2.c["ok"] == 0 and l1.c["timeouts"] == 1
+    assert l2.state()["wrong_address"] == 1 and l2.state()["ok"] == 0 and l1.state()["timeouts"] == 1
 
 
 def test_stray_bytes_before_a_request_are_drained():
@@ -157,10 +158,10 @@ def test_offline_backoff_and_recovery():
     tried = [i for i in range(len(res)) if res[i] != "skipped"]
     assert tried[:5] == [0, 2, 6, 14, 22], tried
     # 2 attempts at 0 (online: one retry), 4 single probes, the probe at 30, then 31..39 online
-    assert lk.c["requests"] == 2 + 4 + 1 + 9 and lk.c["timeouts"] == 6
+    assert lk.state()["requests"] == 2 + 4 + 1 + 9 and lk.state()["timeouts"] == 6
     assert res[30] == "ok" and res[29] == "skipped" and lk.online  # back within one backoff period
     assert all(r == "ok" for r in res[30:])
-    assert lk.c["offline"] == 1 and lk.c["skipped"] == (24 - 5) + (30 - 24)
+    assert lk.state()["offline"] == 1 and lk.state()["skipped"] == (24 - 5) + (30 - 24)
 
 
 def test_bounded_queue():
@@ -174,7 +175,7 @@ def test_bounded_queue():
             await bus.transact(lk, REQ)
         for t in tasks:
             await t
-        return bus.c["queue_full"], lk.c["ok"]
+        return bus.c["queue_full"], lk.state()["ok"]
 
     assert run(go()) == (1, 3)
 
@@ -192,7 +193,7 @@ def test_one_transaction_in_flight_and_gap():
         await asyncio.gather(*[bus.transact(lk, REQ) for _ in range(4)])
 
     run(go())
-    assert lk.c["ok"] == 4 and len(stamps) == 4
+    assert lk.state()["ok"] == 4 and len(stamps) == 4
     for a, b in zip(stamps, stamps[1:]):
         # next request only after the reply (3 ms) plus 3.5 chars + 2 ms turnaround
         assert time.ticks_diff(b, a) >= 3000 + 4011 + 2000, time.ticks_diff(b, a)
