@@ -15,7 +15,7 @@ def _fs(name):
         return name
     import os
 
-    return (os.getenv("EMLOG_FS") or ".").rstrip("/") + "/" + name
+    return (os.getenv("EMLOG_FS") or ".").rstrip("/") + "/" + name  # pyright: ignore[reportAttributeAccessIssue] (unix port)
 
 
 def _partition(size):
@@ -28,7 +28,7 @@ def _partition(size):
         return memoryview(vfs.rom_ioctl(2, 0))
     import os
 
-    path = os.getenv("EMLOG_ROMFS")
+    path = os.getenv("EMLOG_ROMFS")  # pyright: ignore[reportAttributeAccessIssue] (unix port only)
     if not path:
         return None
     buf = bytearray(size)  # first and in one piece, before anything else takes the heap
@@ -69,7 +69,7 @@ def mount_romfs():
     import vfs
 
     try:
-        vfs.mount(vfs.VfsRom(rom[:size]), "/rom")
+        vfs.mount(vfs.VfsRom(rom[:size]), "/rom")  # pyright: ignore[reportAttributeAccessIssue] (>= 1.25, not in the stubs)
     except OSError as exc:
         if not ESP32 or exc.args[0] != 1:  # EPERM: the ESP32's _boot.py mounted it already
             return "ROMFS image does not mount (%s): reflash with `emlog flash`" % exc

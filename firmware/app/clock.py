@@ -2,43 +2,19 @@
 
 Every time in the application is Unix epoch seconds (UTC), whatever the port's own epoch: the HAL's
 `now()` already converts (MicroPython's epoch is 2000 on the ESP32, 1970 on unix). Local time is
-epoch + a fixed UTC offset (China has no DST), computed here with integer calendar arithmetic so no
-port's `time.gmtime`/`mktime` epoch is ever involved.
+epoch + a fixed UTC offset (China has no DST), computed with the integer calendar of
+protocols/calendar.py, so no port's `time.gmtime`/`mktime` epoch is ever involved.
 
 Periods: minute periods of `interval` minutes (a divisor of 60), hours and days all start on local-time
 boundaries. Because the offset is whole minutes and every period length divides a day, the start of
 the period containing t is  t - ((t + offset_s) mod length).
 """
 
+from protocols.calendar import civil, days_from_civil
+
 MIN_INTERVALS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)
 HOUR = 3600
 DAY = 86400
-
-
-def civil(days):
-    """(year, month, day) of a count of days since 1970-01-01 (proleptic Gregorian)."""
-    z = days + 719468
-    era = (z if z >= 0 else z - 146096) // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    y = yoe + era * 400
-    return (y + 1 if m <= 2 else y, m, d)
-
-
-def days_from_civil(y, m, d):
-    """Inverse of civil(): days since 1970-01-01 of a calendar date."""
-    if m <= 2:
-        y -= 1
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    mp = m + 9 if m <= 2 else m - 3
-    doy = (153 * mp + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
 
 
 def local(t, offset_s):
@@ -55,9 +31,13 @@ def epoch(y, mo, d, h=0, mi=0, s=0, offset_s=0):
     return days_from_civil(y, mo, d) * DAY + h * 3600 + mi * 60 + s - offset_s
 
 
-def stamp(t, offset_s):
-    """HJ 212 `YYYYMMDDhhmmss` local time of epoch seconds t."""
-    return "%04d%02d%02d%02d%02d%02d" % local(t, offset_s)
+def stamp(t, offset_s, ms=False):
+    """HJ 212 `YYYYMMDDhhmmss` (plus `zzz` when ms) local time of epoch seconds t."""
+    lt = t + offset_s
+    s = "%04d%02d%02d%02d%02d%02d" % local(lt, 0)
+    if ms:
+        s += "%03d" % int((lt - int(lt // 1)) * 1000)
+    return s
 
 
 def parse_stamp(text, offset_s):

@@ -17,12 +17,12 @@ History recall (2051 2061 2031 2041) and log recall (3020 i11001) are read-only:
 upload queue, so a center's recall cannot move another center's (or its own) upload cursor.
 
 Every change goes through `audit(source, what, old, new)`: a log line, a small RAM ring and the audit
-sink (the app appends `{"kind": "aud", "data": [source, what, old, new]}` to the flash store); it is also
+sink (with a store as `history`: `{"kind": "aud", "data": [source, what, old, new]}` appended); it is also
 reported to the affected platform links as a 3020 log upload. 3020 i11001 recall reads the store's audit
 records (the RAM ring when there is no store). Passwords are never written in clear: old/new are masked.
 History recall reads `history.query(kind, station, t0, t1)` (the flash store: app/store.py).
 
-Hook for the rules engine (`self.rules`, set by the app when the config has rules): platform-pushed
+Hook for the rules engine (`rules`, given when the config has rules): platform-pushed
 alert levels (`rules.set_alert_level(level, "platform", t)`) and background values for net limits
 (`rules.set_background(station, code, value, t)`) have no HJ 212-2017 CN; a vendor CN handler added
 here would call them.
@@ -33,12 +33,12 @@ first connection after boot and after an outage of LONG_OUTAGE_S or more.
 
 from app import log
 from app.clock import MIN_INTERVALS, parse_stamp, stamp
+from app.cp import encode_cp, history_kind, info_text
 from protocols import hj212
 
 ASKED_WINDOW_S = 60  # a 1012 later than this after our 1013 is not taken as its answer
 LONG_OUTAGE_S = 3600  # sim seconds without a platform after which the clock is re-calibrated (1013)
 AUDIT_KEEP = 16  # audit entries kept in RAM for 3020 i11001 recall (the store keeps them all)
-HISTORY_KINDS = {"2051": "min", "2061": "hour", "2031": "day", "2041": "rt"}
 REQUEST_CNS = ("1000", "1011", "1012", "1061", "1062", "1063", "1064", "1072", "2011", "2021", "3020")
 NOTIFY_CNS = ("2012", "2022")
 WORK_STATUS = {"N": 0, "M": 1, "D": 2, "C": 3, "F": 9}  # data flag -> i12001 (Table B.10)
@@ -89,21 +89,12 @@ def audit_text(entry):
     return "%s set %s %s -> %s" % (entry[1], entry[2], entry[3], entry[4])
 
 
-def _info_text(text):
-    # A //log// value is opaque to the parser, but may not contain its own terminators.
-    for bad in ("//", "&&", "\r", "\n"):
-        text = text.replace(bad, " ")
-    return "//" + text[:200] + "//"
-
-
 # -- history -------------------------------------------------------------------------------------------
 
 
 def _rec_cp(item, offset_s):
     """(t, cp text) of a history item: a record dict (record contract) or a (t, cp) pair."""
     if isinstance(item, dict):
-        from app.uplink import encode_cp
-
         return item["t"], encode_cp(item, offset_s)
     return item[0], item[1]
 
@@ -113,11 +104,12 @@ def _rec_cp(item, offset_s):
 
 class Commands:
     def __init__(self, clock, offset_s, logger_cfg, params=None, set_time=None, acq=None, history=None,
-                 stations=None):
+                 stations=None, rules=None):
         """`clock()` sim epoch s; `logger_cfg` the config's logger section (intervals, after the params
         overlay); `set_time(t)` the HAL clock setter; `acq` the acquisition (optional setters
         `set_rtd_interval(s)`, `set_min_interval(min)`, `time_changed(old, new)`); `history` an object
-        with `query(kind, station, t0, t1)`; `stations` name -> station config (PolId lookup)."""
+        with `query(kind, station, t0, t1)` (the store: with `append`, the audit entries go there too);
+        `stations` name -> station config (PolId lookup); `rules` the app.rules.Rules, if any."""
         self.clock = clock
         self.offset_s = offset_s
         self.rtd_s = logger_cfg.get("rtd_interval_s", 30)
@@ -128,24 +120,23 @@ class Commands:
         self.history = history
         self.stations = stations or {}
         self.links = []
-        self.rules = None  # app.rules.Rules (hook for alert level / background pushed by a platform)
+        self.rules = rules  # hook for alert level / background values pushed by a platform
         self.time_sync_due = True  # at boot
         self.time_syncs = 0
         self._asked_at = None  # sim time of our last 1013
-        set_audit_sink(_sink, clock)
+        append = getattr(history, "append", None)  # the store: audit entries into its audit lane
+        set_audit_sink(None if append is None else
+                       (lambda e: append({"kind": "aud", "station": "", "t": e[0], "data": e[1:]})), clock)
 
     def attach(self, up):
-        """Makes `up` hand its valid requests here; applies the persisted values of its center+station."""
-        up.commands = self
+        """Called by each Uplink built with these commands: applies the persisted values of its
+        center+station, and reports logger-wide changes to it."""
         self.links.append(up)
         if self.params is not None:
             vals = self.params.link_values(up.center, up.station)
-            for key in ("pw", "overtime_s", "recount", "realtime"):
+            for key in ("pw", "overtime_s", "recount", "realtime", "status"):
                 if key in vals:
                     setattr(up, key, vals[key])
-            up.status = vals.get("status", False)
-        else:
-            up.status = False
 
     # -- entry points from the uplink ------------------------------------------------------------------
 
@@ -176,7 +167,10 @@ class Commands:
             self._switch(up, key, False)
             await up.send(hj212.reply_9013(req))
             return
-        fn = getattr(self, "_cn" + cn, None) if (cn in REQUEST_CNS or cn in HISTORY_KINDS) else None
+        if history_kind(cn) is not None:
+            fn = self._history
+        else:
+            fn = getattr(self, "_cn" + cn, None) if cn in REQUEST_CNS else None
         if fn is None:
             log.warn("commands", "%s: CN=%s not supported by this logger; QnRtn=2" % (up.name, cn))
             await up.send(hj212.reply_9011(req, hj212.QNRTN_REJECTED))
@@ -203,7 +197,7 @@ class Commands:
         """Audits a change made by `up`'s center and reports it as a 3020 log upload: to every link when
         the setting is logger-wide, else to `up` only."""
         entry = audit(up.name if up is not None else "logger", what, old, new)
-        cp = "DataTime=%s;i11001-Info=%s" % (stamp(entry[0], self.offset_s), _info_text(audit_text(entry)))
+        cp = "DataTime=%s;i11001-Info=%s" % (stamp(entry[0], self.offset_s), info_text(audit_text(entry)))
         for link in self.links if everyone else ([up] if up is not None else []):
             link.offer_cp("info", entry[0], cp)
 
@@ -354,7 +348,9 @@ class Commands:
 
     # -- history ---------------------------------------------------------------------------------------
 
-    async def _history(self, up, req, kind):
+    async def _history(self, up, req):
+        """2051 2061 2031 2041: the records of the kind the CN names, BeginTime..EndTime, each acked."""
+        kind = history_kind(req.cn)
         t0 = self._time(req, "BeginTime")
         t1 = self._time(req, "EndTime")
         if t1 < t0:
@@ -375,18 +371,6 @@ class Commands:
         log.info("commands", "%s: CN=%s sent %d records" % (up.name, req.cn, sent))
         return EXE_OK if sent else EXE_NO_DATA
 
-    async def _cn2051(self, up, req):
-        return await self._history(up, req, "min")
-
-    async def _cn2061(self, up, req):
-        return await self._history(up, req, "hour")
-
-    async def _cn2031(self, up, req):
-        return await self._history(up, req, "day")
-
-    async def _cn2041(self, up, req):
-        return await self._history(up, req, "rt")
-
     # -- 3020 field-device information -----------------------------------------------------------------
 
     async def _cn3020(self, up, req):
@@ -400,7 +384,7 @@ class Commands:
                 cp = "DataTime=%s;%si11001-Info=%s" % (
                     stamp(e[0], self.offset_s),
                     ("PolId=%s;" % pol) if pol else "",
-                    _info_text(audit_text(e)),
+                    info_text(audit_text(e)),
                 )
                 await up.send_acked("3020", cp, ack=False)
             return EXE_OK if entries else EXE_NO_DATA

@@ -39,9 +39,7 @@ class Console:
             st = self.app.status()
             lines = ["%s: %s" % (k, _show(st[k])) for k in sorted(st)]
         elif cmd == "counters" and self.out is print:
-            from app.main import print_json
-
-            print_json("COUNTERS ", self.app.snapshot())  # streamed: no multi-KB string
+            log.print_json("COUNTERS ", self.app.snapshot())  # streamed: no multi-KB string
             return ["COUNTERS"]
         elif cmd == "counters":
             lines = ["COUNTERS " + json.dumps(self.app.snapshot())]

@@ -1,8 +1,10 @@
-"""Leveled log lines on the console: `LEVEL module: text t=<sim epoch s>`.
+"""Lines on the console: leveled log lines `LEVEL module: text t=<sim epoch s>`, and `PREFIX {json}` reports.
 
 The line starts with the level so a technician (or the HIL harness) can grep `^ERROR `. The last few
 warnings/errors are kept so the console can show why the logger is unhappy (e.g. in safe mode).
 """
+
+import sys
 
 DEBUG = 10
 INFO = 20
@@ -75,3 +77,14 @@ def warn(module, text):
 
 def error(module, text):
     _emit(ERROR, module, text)
+
+
+def print_json(prefix, d):
+    """One line `prefix + JSON` (STATS, COUNTERS), serialised straight to stdout: no multi-KB string (heap
+    fragments)."""
+    import json
+
+    out = sys.stdout
+    out.write(prefix)
+    json.dump(d, out)
+    out.write("\n")

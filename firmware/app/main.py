@@ -1,5 +1,8 @@
 """Wiring: config -> HAL, clock, acquisition, per (center, station) uplinks, console, housekeeping.
 
+`build(...)` makes the running app's parts from a valid config, in dependency order, and hands them to
+`App(...)`; in safe mode the App has none.
+
 Stdout lines the HIL harness parses (one line each, no wrapping):
   `STATS {json}`     every STATS_EVERY_S sim seconds, and a final one on shutdown (`"final": true`)
   `SAFE MODE: why`   once when the logger enters safe mode (then `ERROR config: ...` per config error)
@@ -24,27 +27,33 @@ STORE_DIR = "store"  # the record store's directory on the device filesystem
 
 
 class App:
-    def __init__(self, hal, clock, boot_state, fs_root):
+    def __init__(self, hal, clock, boot_state, fs_root, boot_t, acq=None, links=(), store=None, commands=None,
+                 rules=None, summary=None):
+        """The parts (see `build`): `acq` the acquisition, `links` the uplinks, `store` the app.store.Store
+        (every record, event and audit entry, until acked and needed), `commands` the platform commands,
+        `rules` the app.rules.Rules when the config has `rules`, `summary` the console `config` lines (kept
+        instead of the config). Without an acquisition the app waits for `enter_safe`."""
         self.hal = hal
         self.clock = clock
         self.boot_state = boot_state or {}
         self.fs_root = fs_root
-        self.mode = "starting"
-        self.safe_reason = None
-        self.cfg = None
-        self.summary = None  # console `config` lines, kept instead of the config once running
-        self.acq = None
-        self.links = []
+        self.boot_t = boot_t
+        self.acq = acq
+        self.links = links
         self.by_station = {}
-        self.boot_t = clock.now()
+        for up in links:
+            self.by_station.setdefault(up.station, []).append(up)
+        self.store = store
+        self.commands = commands
+        self.rules = rules
+        self.summary = summary
+        self.mode = "starting" if acq is None else "run"
+        self.safe_reason = None
         self.heap_peak = 0  # max gc.mem_alloc() right after a collection (live data)
         self.heap_peak_raw = 0  # max gc.mem_alloc() seen at any housekeeping round (incl. garbage)
         self.healthy = False
         self.wdt = None
         self.records = {}  # kind -> records handed over by the acquisition
-        self.commands = None  # app.commands.Commands (platform commands), when running
-        self.store = None  # app.store.Store: every record, event and audit entry, until acked and needed
-        self.rules = None  # app.rules.Rules when the config has `rules`
         self.relay_state = {}  # relay name -> last state driven
         self.store_errors = 0
         self.stopping = False
@@ -103,9 +112,6 @@ class App:
                 except Exception as exc:
                     log.error("relay", "%s: %s" % (name, exc))
                 log.info("relay", "%s %s" % (name, "on" if on else "off"))
-
-    def audit_sink(self, entry):
-        self.store.append({"kind": "aud", "station": "", "t": entry[0], "data": entry[1:]})
 
     def save_cursors(self):
         for up in self.links:
@@ -170,7 +176,7 @@ class App:
             st["safe_reason"] = self.safe_reason
         if self.links:
             st["links"] = [
-                "%s %s q=%d" % (u.name, "up" if u.connected else "down", u.pending()) for u in self.links
+                "%s %s q=%d" % (u.name, "up" if u.link.connected else "down", u.pending()) for u in self.links
             ]
         return st
 
@@ -189,53 +195,7 @@ class App:
         return d
 
     def config_summary(self):
-        if self.summary is not None:
-            return self.summary
-        cfg = self.cfg
-        if cfg is None:
-            return ["no valid config (%s)" % (self.safe_reason or "not loaded")]
-        lg = cfg["logger"]
-        out = [
-            "site %s, UTC%+d min, sample %d s, rtd %d s, min interval %d min"
-            % (
-                cfg["site"]["name"],
-                cfg["site"]["utc_offset_min"],
-                lg["sample_s"],
-                lg["rtd_interval_s"],
-                lg["min_interval_min"],
-            )
-        ]
-        for b in cfg["buses"]:
-            out.append(
-                "bus %s uart%d %d %s%d: %s"
-                % (
-                    b["name"],
-                    b["uart"],
-                    b["baud"],
-                    b["parity"],
-                    b["stop_bits"],
-                    ", ".join(["%s@%d(%s)" % (d["name"], d["address"], d["template"]) for d in b["devices"]]),
-                )
-            )
-        for s in cfg["stations"]:
-            out.append(
-                "station %s MN=%s ST=%s: %s"
-                % (s["name"], s["mn"], s["st"], " ".join([c["code"] for c in s["channels"]]))
-            )
-        for c in cfg["centers"]:
-            out.append(
-                "center %s %s:%d stations %s overtime %d s recount %d realtime %s"
-                % (
-                    c["name"],
-                    c["host"],
-                    c["port"],
-                    ",".join(c["stations"]),
-                    c["overtime_s"],
-                    c["recount"],
-                    c["realtime"],
-                )
-            )
-        return out
+        return self.summary or ["no valid config (%s)" % (self.safe_reason or "not loaded")]
 
     def clear_boot(self):
         import boot
@@ -247,7 +207,7 @@ class App:
         d = self.snapshot()
         if final:
             d["final"] = True
-        print_json("STATS ", d)
+        log.print_json("STATS ", d)
 
     # -- tasks -----------------------------------------------------------------------------------
     async def housekeeping(self):
@@ -320,60 +280,6 @@ class App:
         for line in details:
             log.error("config", line)
 
-    def start_normal(self, cfg):
-        from app.commands import Commands, set_audit_sink
-        from app.params import Params
-        from app.store import Store
-        from app.uplink import Uplink
-
-        params = Params(self.fs_root)
-        params.overlay(cfg)  # platform-set intervals survive reboots
-        self.cfg = cfg
-        offset = cfg["site"]["utc_offset_min"]
-        override = _center_override(self.hal)
-        seed = int(self.boot_t) & 0xFFFF
-        for c in cfg["centers"]:
-            if c["name"] in override:
-                c["host"], c["port"] = override[c["name"]][0], int(override[c["name"]][1])
-            for st in cfg["stations"]:
-                if st["name"] not in c["stations"]:
-                    continue
-                up = Uplink(c, st, self.clock.now, offset, seed=seed, sleep=self.clock.sleep)
-                up.restart_notice(self.boot_t)
-                self.links.append(up)
-                self.by_station.setdefault(st["name"], []).append(up)
-        self.acq = _make_acquisition(cfg, self.hal, self.clock, self.on_record)
-        self.commands = Commands(
-            self.clock.now,
-            offset * 60,
-            cfg["logger"],
-            params=params,
-            set_time=getattr(self.hal, "set_time", None),
-            acq=self.acq,
-            stations=dict([(s["name"], s) for s in cfg["stations"]]),
-        )
-        for up in self.links:
-            self.commands.attach(up)  # applies the persisted per-link values (realtime ...)
-        # Links as the store routes them, with the realtime switch as persisted.
-        links = [{"name": u.name, "station": u.station, "realtime": u.realtime} for u in self.links]
-        sc = cfg.get("store") or {}
-        self.store = Store(_join(self.fs_root, STORE_DIR), links, max_bytes=sc.get("max_bytes", 1536 * 1024),
-                           seg_bytes=sc.get("seg_bytes", 8192))
-        self.store.on_drop = self.on_store_drop
-        for up in self.links:
-            up.store = self.store
-        self.commands.history = self.store
-        set_audit_sink(self.audit_sink, self.clock.now)
-        if cfg.get("rules"):
-            from app.rules import Rules
-
-            self.rules = Rules(cfg, self.on_event)
-            self.acq.set_rules(self.rules, self.apply_relays)
-            self.commands.rules = self.rules  # hook: platform alert level / background values
-        self.summary = self.config_summary()
-        self.cfg = None  # the parts still needed live in the objects built from it
-        self.mode = "run"
-
     async def run(self):
         tasks = [asyncio.create_task(self.housekeeping()), asyncio.create_task(self.console_task())]
         if self.mode == "run":
@@ -387,6 +293,110 @@ class App:
             await asyncio.sleep_ms(200)
         for t in tasks:
             t.cancel()
+
+
+def build(hal, clock, boot_state, fs_root, boot_t, cfg):
+    """The running app from a valid config: its parts built in dependency order and handed to App."""
+    from app.commands import Commands
+    from app.params import Params
+    from app.store import Store
+    from app.uplink import Uplink
+
+    params = Params(fs_root)
+    params.overlay(cfg)  # platform-set intervals survive reboots
+    offset = cfg["site"]["utc_offset_min"]
+    override = _center_override(hal)
+    pairs = []  # (center, station) of each link
+    for c in cfg["centers"]:
+        if c["name"] in override:
+            c["host"], c["port"] = override[c["name"]][0], int(override[c["name"]][1])
+        for st in cfg["stations"]:
+            if st["name"] in c["stations"]:
+                pairs.append((c, st))
+    # The store's links, routing rtd by the realtime switch as persisted.
+    routes = [{"name": c["name"] + "/" + st["name"], "station": st["name"],
+               "realtime": params.get_link(c["name"], st["name"], "realtime", c.get("realtime", True))}
+              for c, st in pairs]
+    sc = cfg.get("store") or {}
+    store = Store(_join(fs_root, STORE_DIR), routes, max_bytes=sc.get("max_bytes", 1536 * 1024),
+                  seg_bytes=sc.get("seg_bytes", 8192))
+    # The acquisition and the rules report to the app, which is built from them: they reach it through
+    # these two functions, bound to it below (nothing is produced before the app runs).
+    app = None
+
+    def on_record(rec):
+        app.on_record(rec)
+
+    def on_event(ev):
+        app.on_event(ev)
+
+    rules = None
+    if cfg.get("rules"):
+        from app.rules import Rules
+
+        rules = Rules(cfg, on_event)
+    acq = _make_acquisition(cfg, hal, clock, on_record)
+    commands = Commands(clock.now, offset * 60, cfg["logger"], params=params, set_time=getattr(hal, "set_time", None),
+                        acq=acq, history=store, stations=dict([(s["name"], s) for s in cfg["stations"]]),
+                        rules=rules)
+    seed = int(boot_t) & 0xFFFF
+    links = []
+    for c, st in pairs:
+        up = Uplink(c, st, clock.now, offset, store=store, commands=commands, seed=seed, sleep=clock.sleep)
+        up.restart_notice(boot_t)
+        links.append(up)
+    app = App(hal, clock, boot_state, fs_root, boot_t, acq=acq, links=links, store=store, commands=commands,
+              rules=rules, summary=config_summary(cfg))
+    store.on_drop = app.on_store_drop  # app/store.py has no constructor argument for it
+    if rules is not None:
+        acq.set_rules(rules, app.apply_relays)  # app/acquisition.py has no constructor argument for them
+    return app
+
+
+def config_summary(cfg):
+    """The console `config` lines of a valid config."""
+    lg = cfg["logger"]
+    out = [
+        "site %s, UTC%+d min, sample %d s, rtd %d s, min interval %d min"
+        % (
+            cfg["site"]["name"],
+            cfg["site"]["utc_offset_min"],
+            lg["sample_s"],
+            lg["rtd_interval_s"],
+            lg["min_interval_min"],
+        )
+    ]
+    for b in cfg["buses"]:
+        out.append(
+            "bus %s uart%d %d %s%d: %s"
+            % (
+                b["name"],
+                b["uart"],
+                b["baud"],
+                b["parity"],
+                b["stop_bits"],
+                ", ".join(["%s@%d(%s)" % (d["name"], d["address"], d["template"]) for d in b["devices"]]),
+            )
+        )
+    for s in cfg["stations"]:
+        out.append(
+            "station %s MN=%s ST=%s: %s"
+            % (s["name"], s["mn"], s["st"], " ".join([c["code"] for c in s["channels"]]))
+        )
+    for c in cfg["centers"]:
+        out.append(
+            "center %s %s:%d stations %s overtime %d s recount %d realtime %s"
+            % (
+                c["name"],
+                c["host"],
+                c["port"],
+                ",".join(c["stations"]),
+                c["overtime_s"],
+                c["recount"],
+                c["realtime"],
+            )
+        )
+    return out
 
 
 def _make_acquisition(cfg, hal, clock, on_record):
@@ -438,22 +448,25 @@ def main(boot_state=None):
     if hal.log_level():  # unix/HIL: EMLOG_LOG_LEVEL; the ESP32 starts at INFO
         log.set_level(hal.log_level())
     fs_root = _fs_root(hal)
-    app = App(hal, clock, boot_state, fs_root)
+    boot_t = clock.now()
     cfg, errors = load_config(fs_root)
+    app = None
+    details = ()
     if errors:
-        app.enter_safe(
-            "invalid config (%d problem%s)" % (len(errors), "" if len(errors) == 1 else "s"), errors
-        )
+        why = "invalid config (%d problem%s)" % (len(errors), "" if len(errors) == 1 else "s")
+        details = errors
     elif boot_state and boot_state.get("safe"):
-        app.cfg = cfg
-        app.enter_safe(boot_state["safe"] + "; type `clear` and reboot to leave safe mode")
+        why = boot_state["safe"] + "; type `clear` and reboot to leave safe mode"
     else:
+        why = None
         try:
-            app.start_normal(cfg)
+            app = build(hal, clock, boot_state, fs_root, boot_t, cfg)
         except Exception as exc:
-            buf = _exc_text(exc)
-            app.enter_safe("start failed: %s" % buf)
-    cfg = errors = None  # not held by this frame while the app runs
+            why = "start failed: %s" % _exc_text(exc)
+    if app is None:
+        app = App(hal, clock, boot_state, fs_root, boot_t, summary=config_summary(cfg) if cfg else None)
+        app.enter_safe(why or "start failed", details)
+    cfg = errors = details = None  # not held by this frame while the app runs
     gc.collect()
     try:
         asyncio.run(app.run())
@@ -463,14 +476,6 @@ def main(boot_state=None):
         app.save_cursors()
         app.print_stats(final=True)
     return app
-
-
-def print_json(prefix, d):
-    """One line `prefix + JSON`, serialised straight to stdout: no multi-KB string (heap fragments)."""
-    out = sys.stdout
-    out.write(prefix)
-    json.dump(d, out)
-    out.write("\n")
 
 
 def _join(root, name):

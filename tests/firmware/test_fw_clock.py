@@ -1,5 +1,5 @@
-"""firmware/app/clock.py: local time, HJ 212 stamps, period alignment (values derived from datetime by hand
-and, on CPython, compared against datetime over many instants)."""
+"""firmware/app/clock.py and protocols/calendar.py: local time, HJ 212 stamps, period alignment, civil dates
+(values derived from datetime by hand and, on CPython, compared against datetime over many instants)."""
 
 import sys
 
@@ -8,6 +8,8 @@ if "firmware" not in sys.path:
 
 from app import clock
 from portable import raises
+
+from protocols import calendar
 
 INTERPRETERS = ("cpython", "micropython")
 
@@ -67,10 +69,13 @@ def test_hour_and_day_in_utc_plus_8():
 
 def test_civil_round_trip():
     for days in (-1, 0, 59, 60, 365, 10956, 11016, 19797, 47481, 146097):
-        y, m, d = clock.civil(days)
-        assert clock.days_from_civil(y, m, d) == days
-    assert clock.civil(0) == (1970, 1, 1)
-    assert clock.civil(11016) == (2000, 2, 29)
+        y, m, d = calendar.civil(days)
+        assert calendar.days_from_civil(y, m, d) == days
+        assert 1 <= d <= calendar.month_days(y, m)
+    assert calendar.civil(0) == (1970, 1, 1)
+    assert calendar.civil(11016) == (2000, 2, 29)
+    assert [calendar.month_days(y, 2) for y in (1900, 2000, 2023, 2024)] == [28, 29, 28, 29]
+    assert calendar.month_days(2024, 4) == 30 and calendar.month_days(2024, 12) == 31
 
 
 def test_against_datetime_on_cpython():

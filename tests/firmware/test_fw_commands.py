@@ -117,15 +117,13 @@ class Env:
         self.cmds = commands.Commands(self.clock, OFFSET_S, {"rtd_interval_s": 30, "min_interval_min": 10},
                                       params=self.params, set_time=set_time_fn if set_time else None,
                                       acq=self.acq, history=self.history, stations={"boiler": STATION})
-        # the app's audit sink: every entry into the store's audit lane
-        commands.set_audit_sink(lambda e: self.store.append({"kind": "aud", "station": "", "t": e[0],
-                                                             "data": e[1:]}))
         self.cmds.time_sync_due = False
         self.ups = []
         for name in centers:
-            up = uplink.Uplink(_center(name), STATION, self.clock, utc_offset_min=480, store=self.store, seed=1)
-            up.overtime_s = 0.05  # real seconds: a missing 9014 is noticed quickly
-            self.cmds.attach(up)
+            center = _center(name)
+            center["overtime_s"] = 0.05  # real seconds: a missing 9014 is noticed quickly
+            up = uplink.Uplink(center, STATION, self.clock, utc_offset_min=480, store=self.store,
+                               commands=self.cmds, seed=1)
             self.ups.append(up)
         self.up = self.ups[0]
         self.plat = Platform(ack)
@@ -484,10 +482,10 @@ def test_1013_at_boot_then_platform_1012_moves_the_clock():
     assert env.set_calls == [T0 + 60, T0 + 61]
     env.plat.packets = []
     env.cmds.on_connect(env.up, 10)  # short outage: no new request
-    assert not env.cmds.time_sync_due and not env.up._cmds
+    assert not env.cmds.time_sync_due and not env.up.dispatch.pending()
     env.cmds.on_connect(env.up, commands.LONG_OUTAGE_S)
-    assert len(env.up._cmds) == 1  # a 1013 flow is queued for this link
-    env.up._cmds = []
+    assert env.up.dispatch.pending() == 1  # a 1013 flow is queued for this link
+    env.up.dispatch.stop()
 
 
 # -- 3020 --------------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ async def main():
     except Exception as e:
         out["second"] = e.reason
     out["timeout_ms"] = time.ticks_diff(time.ticks_ms(), t0)
-    out["counters"] = lk.c
+    out["counters"] = lk.state()
     out["now"] = hal.now()
     t0 = time.ticks_ms()
     target = int(hal.now()) + 3

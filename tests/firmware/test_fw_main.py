@@ -102,11 +102,9 @@ def _app(store=None):
     with open(root + "/config.json", "w") as f:
         json.dump(_config(store), f)
     hal = Hal(root)
-    app = appmain.App(hal, Clock(hal), {}, root)
     cfg, errors = appmain.load_config(root)
     assert errors is None, errors
-    app.start_normal(cfg)
-    return app, hal
+    return appmain.build(hal, Clock(hal), {}, root, T0, cfg), hal
 
 
 def _min(t, v):
@@ -117,7 +115,7 @@ def _min(t, v):
 def test_validators_are_unloaded_and_the_app_runs_on_the_store():
     app, hal = _app()
     assert "app.config" not in sys.modules and "app.rules.check" not in sys.modules
-    assert app.mode == "run" and app.cfg is None and app.summary[0].startswith("site t")
+    assert app.mode == "run" and app.config_summary()[0].startswith("site t")
     assert [u.name for u in app.links] == ["nat/boiler", "prov/boiler"]
     assert app.store.root == hal.root + "/store"
     assert app.commands.history is app.store and app.commands.rules is app.rules
@@ -129,9 +127,9 @@ def test_validators_are_unloaded_and_the_app_runs_on_the_store():
     assert got[0]["kind"] == "min" and got[0]["values"][0] == ["a21003", {"Min": 5.5, "Avg": 5.5, "Max": 5.5,
                                                                            "Flag": "N"}]
     # a connected link is handed the record at once (live), a disconnected one finds it later
-    app.links[0].connected = True
+    app.links[0].link.connected = True
     app.on_record(_min(T0 + 60, 6.5))
-    assert len(app.links[0].live) == 1 and app.links[1].live == []
+    assert len(app.links[0].backlog.live) == 1 and app.links[1].backlog.live == []
     snap = json.loads(json.dumps(app.snapshot()))
     assert snap["links"]["nat/boiler"]["queue"] == 4  # 3 stored + the 2081 notice
     assert snap["store"]["appended"] == 3 and snap["rules"]["level"] == "none"
@@ -173,14 +171,14 @@ def test_relays_follow_the_rules_and_change_only_on_edges():
 def test_store_drop_alarm_reaches_every_link_and_audit_is_stored():
     app, hal = _app(store={"max_bytes": 16384, "seg_bytes": 1024})
     for up in app.links:
-        up._backlog_done = True  # idle links, nothing left in their last pass
+        up.backlog.done = True  # idle links, nothing left in their last pass
     vals = [["a%05d" % k, {"Rtd": 1.5 + k, "Flag": "N"}] for k in range(20)]
     k = 0
     while app.store.dropped == 0 and k < 2000:
         app.on_record({"kind": "rtd", "station": "boiler", "t": T0 + 30 * k, "values": vals})
         k += 1
     assert app.store.dropped > 0
-    assert [up._backlog_done for up in app.links] == [False, False]  # told to look at the store again
+    assert [up.backlog.done for up in app.links] == [False, False]  # told to look at the store again
     alarms = [rec["data"] for ref, rec in app.store.pending("prov/boiler") if rec["kind"] == "evt"]
     assert alarms and alarms[0]["alarm"] == "store_drop" and alarms[0]["dropped"]["rtd"] > 0
     assert app.links[1]._wire("evt", {"kind": "evt", "t": T0, "data": alarms[0]})[1].startswith(

@@ -1,5 +1,5 @@
-"""Uplink to a center (firmware/app/uplink.py) over the record store (app/store.py, on a /tmp directory of
-the unix port) against an in-process fake platform.
+"""Uplink to a center (firmware/app/uplink.py and its parts: link, sender, backlog, dispatch, cp) over the
+record store (app/store.py, on a /tmp directory of the unix port) against an in-process fake platform.
 
 The fake link hands bytes between the uplink and a scripted platform inside one asyncio loop: no
 sockets, no sleeps; OverTime is shortened to 50 ms real time where a missing ack is the point.
@@ -18,6 +18,10 @@ import os
 import time
 
 from app import log, uplink
+from app.backlog import BACKLOG_SLOTS, SLOTS
+from app.clock import stamp
+from app.cp import CN, encode_cp, fmt_num, history_kind, info_text
+from app.link import Rng, backoff_s
 from app.store import Store
 from fake_link import Clock, FakeLink
 from portable import approx
@@ -187,28 +191,28 @@ def test_fmt_num_hand_values_and_precision():
         (12.5, "12.5"),
     )
     for v, want in cases:
-        assert uplink.fmt_num(v) == want, (v, uplink.fmt_num(v), want)
+        assert fmt_num(v) == want, (v, fmt_num(v), want)
     v = 1.0e-9
     while v < 1e9:
         for m in (1.0, 1.234567, 3.3333333, 9.87654321):
             x = v * m
-            s = uplink.fmt_num(x)
+            s = fmt_num(x)
             assert "e" not in s and "E" not in s, s
             assert approx(float(s), x, rel=6e-6, abs_tol=1e-12), (x, s)
         v *= 7.3
 
 
 def test_stamp_local_time():
-    assert uplink.stamp(0, 480 * 60) == "19700101080000"
-    assert uplink.stamp(1710469800, 480 * 60) == "20240315103000"
-    assert uplink.stamp(1709222399, 480 * 60) == "20240229235959"
-    assert uplink.stamp(946656000, 480 * 60) == "20000101000000"
-    assert uplink.stamp(2147483648, 480 * 60) == "20380119111408"
-    assert uplink.stamp(1710469800.25, 480 * 60, ms=True) == "20240315103000250"
+    assert stamp(0, 480 * 60) == "19700101080000"
+    assert stamp(1710469800, 480 * 60) == "20240315103000"
+    assert stamp(1709222399, 480 * 60) == "20240229235959"
+    assert stamp(946656000, 480 * 60) == "20000101000000"
+    assert stamp(2147483648, 480 * 60) == "20380119111408"
+    assert stamp(1710469800.25, 480 * 60, ms=True) == "20240315103000250"
 
 
 def test_encode_period_and_realtime_records():
-    cp = uplink.encode_cp(_min_record(T0, 45.6), 480 * 60)
+    cp = encode_cp(_min_record(T0, 45.6), 480 * 60)
     assert cp == (
         "DataTime=20240315103000;a21002-Cou=0.00096,a21002-Min=44.6,a21002-Avg=45.6,a21002-Max=46.6,"
         "a21002-ZsAvg=57,a21002-Flag=N;a19001-Min=8.5,a19001-Avg=9,a19001-Max=9.5,a19001-Flag=M"
@@ -222,15 +226,25 @@ def test_encode_period_and_realtime_records():
             ["a19001", {"Rtd": None, "Flag": "B"}],
         ],
     }
-    assert uplink.encode_cp(rtd, 480 * 60) == (
+    assert encode_cp(rtd, 480 * 60) == (
         "DataTime=20240315103030;a21002-Rtd=45.6,a21002-ZsRtd=56.5,a21002-Flag=N;a19001-Flag=B"
     )
+
+
+def test_one_kind_table_and_one_text_sanitiser():
+    assert [CN[k] for k in ("rtd", "min", "hour", "day", "evt", "restart")] == ["2011", "2051", "2061", "2031",
+                                                                               "3020", "2081"]
+    assert [history_kind(cn) for cn in ("2051", "2061", "2031", "2041", "2011", "3020")] == [
+        "min", "hour", "day", "rt", None, None]
+    assert info_text("a//b&&c\r\nd") == "//a/ /b& &c  d//"
+    long = info_text("\u00e9" * 500)  # 2 UTF-8 bytes each: cut at 880 bytes, never inside a character
+    assert long == "//" + "\u00e9" * 440 + "//"
 
 
 def test_qn_unique_and_increasing_from_sim_clock():
     up = _uplink(None)
     up.clock.t = T0 + 0.1234
-    qns = [up.new_qn() for _ in range(5)]
+    qns = [up.tx.new_qn() for _ in range(5)]
     assert qns[0] == "20240315103000123"
     assert qns[1:] == ["20240315103000124", "20240315103000125", "20240315103000126", "20240315103000127"]
 
@@ -379,7 +393,7 @@ def test_live_records_interleave_with_the_backlog_one_at_a_time():
         # records the acquisition produces while the backlog drains
         t = None
         for k in live:
-            if p.get("DataTime") == uplink.stamp(k, 480 * 60) and k not in seen:
+            if p.get("DataTime") == stamp(k, 480 * 60) and k not in seen:
                 seen[k] = True
                 t = k
         if t is not None:
@@ -391,7 +405,7 @@ def test_live_records_interleave_with_the_backlog_one_at_a_time():
     got = [p.get("DataTime") for p in plat.uploads()]
     # documented rule: after each backlog record at most one live record, live ones oldest first
     order = backlog[:2] + [T0 + 3600] + backlog[2:5] + [T0 + 3660] + backlog[5:6] + [T0 + 3720] + backlog[6:]
-    assert got == [uplink.stamp(t, 480 * 60) for t in order], got
+    assert got == [stamp(t, 480 * 60) for t in order], got
     assert up.c["live"] == 3 and up.c["backlog"] == 10 and up.pending() == 0
     _done(st)
 
@@ -492,10 +506,10 @@ def test_center_without_realtime_gets_no_rtd_from_the_store():
 
 
 def test_backoff_exponential_capped_jittered_and_seeded():
-    a = uplink.Rng(123)
-    b = uplink.Rng(123)
-    da = [uplink.backoff_s(n, a, first=1, cap=60) for n in range(1, 12)]
-    db = [uplink.backoff_s(n, b, first=1, cap=60) for n in range(1, 12)]
+    a = Rng(123)
+    b = Rng(123)
+    da = [backoff_s(n, a, first=1, cap=60) for n in range(1, 12)]
+    db = [backoff_s(n, b, first=1, cap=60) for n in range(1, 12)]
     assert da == db
     for n, d in enumerate(da, 1):
         nominal = min(60, 2 ** (n - 1))
@@ -631,7 +645,7 @@ def test_backlog_passes_are_shared_between_links_and_live_records_go_meanwhile()
         st.append(_min_record(T0 + 60 * k, k))
     plat = Platform()
     link = FakeLink(plat)
-    uplink.SLOTS.free = 0  # every backlog slot is held by other links
+    SLOTS.free = 0  # every backlog slot is held by other links
 
     async def until(pred):
         while not pred():
@@ -640,10 +654,10 @@ def test_backlog_passes_are_shared_between_links_and_live_records_go_meanwhile()
     async def go():
         task = asyncio.create_task(up.session(link, link))
         await asyncio.sleep_ms(20)
-        assert plat.uploads() == [] and up in uplink.SLOTS.waiting  # waiting for a slot, not spinning
+        assert plat.uploads() == [] and up.backlog in SLOTS.waiting  # waiting for a slot, not spinning
         _put(up, _min_record(T0 + 3600, 9))  # a live record is not held back by the wait
         await until(lambda: len(plat.uploads()) == 1 and up.c["acked"] == 1)
-        uplink.SLOTS.give()  # another link's pass ended: this one is woken and drains its backlog
+        SLOTS.give()  # another link's pass ended: this one is woken and drains its backlog
         await until(lambda: up.pending() == 0)
         task.cancel()
         await asyncio.sleep_ms(0)
@@ -652,8 +666,8 @@ def test_backlog_passes_are_shared_between_links_and_live_records_go_meanwhile()
         _run(go())
         got = [p.get("DataTime") for p in plat.uploads()]
         assert got == ["20240315113000", "20240315103000", "20240315103100", "20240315103200"]
-        assert uplink.SLOTS.free == 1  # the slot was given back when the pass ended
+        assert SLOTS.free == 1  # the slot was given back when the pass ended
     finally:
-        uplink.SLOTS.free = uplink.BACKLOG_SLOTS
-        uplink.SLOTS.waiting = []
+        SLOTS.free = BACKLOG_SLOTS
+        SLOTS.waiting = []
         _done(st)
