@@ -36,13 +36,13 @@ def _alloc_per_call(fn, n=20):
 
 
 def measure():
-    from protocols.modbus import crc, rtu, values
+    from protocols.modbus import crc, rtu, slave, values
     from protocols.modbus.plan import plan_reads
 
     def response_of(points, encoded):
         plan = plan_reads(points)
         request = plan.reads[0].request(1)
-        return plan, request, rtu.registers_response(1, 3, encoded)
+        return plan, request, slave.registers_response(1, 3, encoded)
 
     f32 = [{"address": 2 * i, "type": "f32"} for i in range(30)]
     raw = b"".join(values.encode(i * 1.25 - 7, "f32") for i in range(30))

@@ -15,8 +15,9 @@ import tty
 
 from host_tools.emulators.instruments import Instrument
 from host_tools.emulators.waiting import wait_on
-from protocols.modbus import rtu
 from protocols.modbus.errors import ModbusError
+from protocols.modbus.host import BROADCAST
+from protocols.modbus.slave import expected_request_length
 
 
 def char_time(baud, parity="N", stop_bits=1):
@@ -132,7 +133,7 @@ class EmulatedBus:
     def _frames(self, now):
         while self._buf:
             try:
-                want = rtu.expected_request_length(self._buf)
+                want = expected_request_length(self._buf)
             except ModbusError:
                 return  # unknown function: wait for the line to go idle, then drop it
             if want == 0 or len(self._buf) < want:
@@ -144,7 +145,7 @@ class EmulatedBus:
     def _serve(self, frame, now):
         self.counters["requests"] += 1
         inst = self.instruments.get(frame[0])
-        if inst is None and frame[0] != rtu.BROADCAST:
+        if inst is None and frame[0] != BROADCAST:
             self.counters["unknown_address"] += 1
             return
         targets = [inst] if inst is not None else list(self.instruments.values())

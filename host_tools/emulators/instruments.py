@@ -18,6 +18,8 @@ import struct
 from host_tools import REPO_ROOT
 from protocols.modbus import rtu, values
 from protocols.modbus.crc import crc_ok
+from protocols.modbus.host import BROADCAST
+from protocols.modbus.slave import bits_response, echo_response, exception_response, parse_request, registers_response
 
 TEMPLATE_DIR = REPO_ROOT / "protocols" / "templates"
 TABLES = ("holding", "input", "coil", "discrete")
@@ -148,12 +150,12 @@ class Instrument:
         table = FC_TABLE[fc]
         lo, hi = self.hull.get(table, (0, 0))
         if count < 1 or start < lo or start + count > hi:
-            return rtu.exception_response(self.address, fc, 2)
+            return exception_response(self.address, fc, 2)
         words = self.registers(table, k)
         data = [words.get(a, 0) for a in range(start, start + count)]
         if fc in (1, 2):
-            return rtu.bits_response(self.address, fc, data)
-        return rtu.registers_response(self.address, fc, data)
+            return bits_response(self.address, fc, data)
+        return registers_response(self.address, fc, data)
 
     def _fault_for(self, k):
         w = self.scn.fault(k)
@@ -169,18 +171,18 @@ class Instrument:
         """Reply to one complete request addressed to this slave (address checked by the bus)."""
         self.requests += 1
         k = self.tick(sim_t)
-        slave, fc, start, count = rtu.parse_request(request)
+        slave, fc, start, count = parse_request(request)
         entry = {"sim_t": round(sim_t, 3), "real_t": real_t, "k": k, "device": self.name, "address": slave,
                  "fc": fc, "start": start, "count": count, "fault": None, "reply": "ok"}
         if fc in FC_TABLE:
             data = self._read(fc, start, count, k)
         elif fc in (5, 6, 15, 16):
-            data = rtu.echo_response(request)
+            data = echo_response(request)
         else:
-            data = rtu.exception_response(self.address, fc, 1)
+            data = exception_response(self.address, fc, 1)
         if data[1] & 0x80:
             entry["reply"] = "exception"
-        if slave == rtu.BROADCAST:
+        if slave == BROADCAST:
             entry["reply"] = "none"
             return Reply(None, entry)
         w = self._fault_for(k)
@@ -204,7 +206,7 @@ class Instrument:
             return Reply(bytes(bad), entry)
         if kind == "exception":
             entry["reply"] = "exception"
-            return Reply(rtu.exception_response(self.address, fc, int(w.get("code", 4))), entry)
+            return Reply(exception_response(self.address, fc, int(w.get("code", 4))), entry)
         if kind == "garbage":
             n = int(w.get("length", len(data)))
             while True:

@@ -14,7 +14,7 @@ import sys
 import time
 
 from host_tools import REPO_ROOT
-from protocols.hj212.packet import build
+from protocols.hj212.host import build
 from protocols.hj212.wire import StreamDecoder
 
 FLUE_CODES = ("a21002", "a21026", "a34013", "a19001", "a00000")

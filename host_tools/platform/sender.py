@@ -7,7 +7,7 @@ framing comes from protocols.hj212.
 
 import asyncio
 
-from protocols.hj212.packet import build
+from protocols.hj212.host import build
 from protocols.hj212.wire import StreamDecoder
 
 

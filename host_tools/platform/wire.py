@@ -1,7 +1,7 @@
 """The platform's thin layer over protocols.hj212 (which does all parsing, framing and CRC)."""
 
 from protocols.hj212 import replies
-from protocols.hj212.packet import build
+from protocols.hj212.host import build, reply_9014
 from protocols.hj212.wire import StreamDecoder
 
 
@@ -39,7 +39,7 @@ def reply(packet, cn, qn_rtn=None):
         return replies.reply_9011(packet, qn_rtn).encode()
     if cn == "9013":
         return replies.reply_9013(packet).encode()
-    return replies.reply_9014(packet).encode()
+    return reply_9014(packet).encode()
 
 
 def request(st, cn, pw, mn, cp_pairs, qn, flag):

@@ -1,6 +1,8 @@
 """HJ 212 (污染物在线监控（监测）系统数据传输标准) protocol core, for the logger and the platform.
 
 Runs unchanged on CPython 3.11+ and MicroPython 1.19+; never reads the clock (pass time tuples).
+Every name below is `hj212.<name>`; the submodule holding it is imported on first use (a device that
+never splits a packet never loads the splitting code). The host-only names live in host.py.
 
 Frames
     crc16(data, crc=0xFFFF) -> int       Appendix A CRC (NOT CRC-16/MODBUS); crc_hex(data) -> "1C80"
@@ -45,56 +47,34 @@ Constants: QNRTN_*, EXERTN_*, DATA_* (N F M S D C T B), DATA_FLAGS, ST_SYSTEM, C
     commands a platform may send).
 """
 
-from .codes import (  # noqa: F401
-    CN_DATA_ACK,
-    CN_EXE_RESULT,
-    CN_NOTIFY_REPLY,
-    CN_REQUEST_REPLY,
-    DATA_CALIBRATION,
-    DATA_COMM_FAIL,
-    DATA_FAULT,
-    DATA_FLAGS,
-    DATA_MAINTENANCE,
-    DATA_MANUAL,
-    DATA_NORMAL,
-    DATA_OVER_RANGE,
-    DATA_STOPPED,
-    EXERTN_BAD_CONDITION,
-    EXERTN_BUSY,
-    EXERTN_FAILED,
-    EXERTN_FAULT,
-    EXERTN_NO_DATA,
-    EXERTN_OK,
-    EXERTN_TIMEOUT,
-    PLATFORM_CNS,
-    QNRTN_CN,
-    QNRTN_CRC,
-    QNRTN_FLAG,
-    QNRTN_MN,
-    QNRTN_PW,
-    QNRTN_QN,
-    QNRTN_READY,
-    QNRTN_REJECTED,
-    QNRTN_ST,
-    QNRTN_UNKNOWN,
-    ST_SYSTEM,
-    Hj212Error,
+# Where each name lives: " <submodule>: <names>", one string (no dict or tuple built at import).
+_WHERE = (
+    " codes: CN_DATA_ACK CN_EXE_RESULT CN_NOTIFY_REPLY CN_REQUEST_REPLY DATA_CALIBRATION DATA_COMM_FAIL "
+    "DATA_FAULT DATA_FLAGS DATA_MAINTENANCE DATA_MANUAL DATA_NORMAL DATA_OVER_RANGE DATA_STOPPED "
+    "EXERTN_BAD_CONDITION EXERTN_BUSY EXERTN_FAILED EXERTN_FAULT EXERTN_NO_DATA EXERTN_OK EXERTN_TIMEOUT "
+    "Hj212Error PLATFORM_CNS QNRTN_CN QNRTN_CRC QNRTN_FLAG QNRTN_MN QNRTN_PW QNRTN_QN QNRTN_READY "
+    "QNRTN_REJECTED QNRTN_ST QNRTN_UNKNOWN ST_SYSTEM"
+    " crc: crc16"
+    " host: build crc_hex qn_now Reassembler reply_9014"
+    " packet: datatime frame MAX_SEGMENT Packet parse_cp parse_segment parse_time qn_add_ms qn_from_time"
+    " parts: split"
+    " replies: check_request reply reply_9011 reply_9012 reply_9013 reply_flag"
+    " versions: FLAG_A FLAG_D flag_version make_flag VERSION_BITS"
+    " wire: parse StreamDecoder unframe"
+    " "
 )
-from .crc import crc16, crc_hex  # noqa: F401
-from .packet import (  # noqa: F401
-    MAX_SEGMENT,
-    Packet,
-    build,
-    datatime,
-    frame,
-    parse_cp,
-    parse_segment,
-    parse_time,
-    qn_add_ms,
-    qn_from_time,
-    qn_now,
-)
-from .replies import check_request, reply, reply_9011, reply_9012, reply_9013, reply_9014, reply_flag  # noqa: F401
-from .split import Reassembler, split  # noqa: F401
-from .versions import FLAG_A, FLAG_D, VERSION_BITS, flag_version, make_flag  # noqa: F401
-from .wire import StreamDecoder, parse, unframe  # noqa: F401
+
+
+def __getattr__(name):
+    # PEP 562 (MicroPython: MICROPY_MODULE_GETATTR): import the submodule holding `name`, keep `name`
+    # as a global so the next lookup is direct.
+    i = _WHERE.find(" %s " % name)
+    if i < 0:
+        if _WHERE.find(" %s:" % name) < 0:
+            raise AttributeError(name)
+        # `from protocols.hj212 import wire`: MicroPython asks here before it imports a submodule
+        return __import__(name, globals(), None, (name,), 1)
+    end = _WHERE.rfind(":", 0, i)
+    value = getattr(__import__(_WHERE[_WHERE.rfind(" ", 0, end) + 1 : end], globals(), None, (name,), 1), name)
+    globals()[name] = value
+    return value

@@ -5,30 +5,23 @@ Modbus would keep it: ``reg ^= byte``), then eight shift/xor-0xA001 rounds. Afte
 register is always < 256, so the eight rounds depend on one byte only and fold into a 256-entry
 table: ``reg = TABLE[(reg >> 8) ^ byte]``. A consequence (used as a sanity check in tests): the low
 byte of every HJ 212 CRC is one of 00, 01, 40, 41, 80, 81, C0, C1.
+
+TABLE is the reflected 0xA001 table of CRC-16/MODBUS, whose high and low bytes protocols.modbus.crc
+keeps as bytes literals (no heap, unlike a list built at import). Only the high byte feeds the next
+step, so the low byte is looked up once, at the end.
 """
 
-
-def _rounds(reg):
-    for _ in range(8):
-        if reg & 1:
-            reg = (reg >> 1) ^ 0xA001
-        else:
-            reg >>= 1
-    return reg
-
-
-# Built once at import: 256 small ints (about 1 KiB on a 32-bit port).
-_TABLE = [_rounds(i) for i in range(256)]
+from protocols.modbus.crc import _HI, _LO
 
 
 def crc16(data, crc=0xFFFF):
     """CRC of `data` (bytes, bytearray or memoryview). Pass the previous result as `crc` to continue."""
-    table = _TABLE
+    hi = _HI
+    h = crc >> 8
+    i = -1
     for b in data:
-        crc = table[(crc >> 8) ^ b]
-    return crc
-
-
-def crc_hex(data):
-    """The 4 upper-case hex digits that go on the wire (high byte first)."""
-    return "%04X" % crc16(data)
+        i = h ^ b
+        h = hi[i]
+    if i < 0:
+        return crc
+    return (h << 8) | _LO[i]

@@ -7,7 +7,7 @@ examples have some, e.g. `CP=&& PolId=w01018&&`). Whitespace is ignored by `get(
 
 from .codes import Hj212Error
 from .crc import crc16
-from .versions import FLAG_A, FLAG_D, flag_version, make_flag
+from .versions import FLAG_A, FLAG_D, flag_version
 
 MAX_SEGMENT = 1024  # bytes of data segment (Table 2)
 
@@ -183,13 +183,6 @@ class Packet:
         return "<Packet QN=%s CN=%s Flag=%s %d CP groups>" % (self.qn, self.cn, self.flag, len(self.cp))
 
 
-def build(st, cn, pw, mn, cp=None, qn=None, ack=False, version=2017, flag=None):
-    """A packet for sending. `flag` defaults to make_flag(version, ack) (2017: 4, or 5 with ack)."""
-    if flag is None:
-        flag = make_flag(version, ack)
-    return Packet(st, cn, pw, mn, [] if cp is None else cp, qn, flag)
-
-
 def _cp_parts(cp, out):
     # One joined string per group keeps `out` short: no long list to grow in one contiguous block
     # on a fragmented MicroPython heap (a 1 KiB minute packet is ~270 pieces but ~10 groups).
@@ -356,9 +349,6 @@ def datatime(t):
 def qn_from_time(t, ms=0):
     """QN (YYYYMMDDhhmmsszzz) from a time tuple in time.localtime() order and a millisecond count."""
     return datatime(t) + "%03d" % ms
-
-
-qn_now = qn_from_time  # same helper; the firmware passes its clock module's current time tuple
 
 
 def parse_time(text):

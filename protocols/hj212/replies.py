@@ -1,7 +1,6 @@
-"""Logger-side request validation and the system replies 9011/9012/9013/9014."""
+"""Logger-side request validation and the system replies 9011/9012/9013 (the platform's 9014: host.py)."""
 
 from .codes import (
-    CN_DATA_ACK,
     CN_EXE_RESULT,
     CN_NOTIFY_REPLY,
     CN_REQUEST_REPLY,
@@ -40,11 +39,6 @@ def reply_9012(request, exe_rtn=EXERTN_OK):
 def reply_9013(request):
     """通知应答 (to 1013, 2012, 2022): empty CP."""
     return reply(request, CN_NOTIFY_REPLY)
-
-
-def reply_9014(request):
-    """数据应答 (to an upload whose Flag has A=1): empty CP, the upload's QN."""
-    return reply(request, CN_DATA_ACK)
 
 
 def check_request(packet, mn, pw, st=None, known_cns=None):

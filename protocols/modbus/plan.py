@@ -10,24 +10,24 @@ Merging is greedy in address order, which is optimal for non-overlapping points:
 next point exactly when all constraints still hold, and taking it never hurts later reads.
 """
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
 from protocols.modbus import rtu
-from protocols.modbus.values import (
-    TYPES,
-    decode_spec,
-    mask_shift,
-    packed_bit,
-    register_bit,
-    spec,
-)
+from protocols.modbus.decode import TYPE_NAMES, decode_spec, mask_shift, packed_bit, register_bit, register_count, spec
 
 TABLES = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
-_TABLE_ORDER = ("coil", "discrete", "holding", "input")
 
-# decode modes of a plan entry
-_VALUE = 0
-_REG_BIT = 1
-_PACKED_BIT = 2
-_INT16 = 3  # u16/s16 by arithmetic: no struct tuple allocated per value
+# decode modes of a plan entry (const: not stored in the module's globals on the device)
+_VALUE = const(0)
+_REG_BIT = const(1)
+_PACKED_BIT = const(2)
+_INT16 = const(3)  # u16/s16 by arithmetic: no struct tuple allocated per value
 
 
 class Read:
@@ -117,11 +117,12 @@ def _normalize(p, name, table, order):
         if not isinstance(bit, int) or not 0 <= bit <= 15:
             raise ValueError('point %s: a bit of a %s register needs "bit": 0..15' % (name, table))
         return table, address, 1, _REG_BIT, None, bit, 0, 0, scale, offset
-    if kind not in TYPES:
-        raise ValueError("point %s: unknown type %r (use %s or bit)" % (name, kind, " ".join(sorted(TYPES))))
+    try:
+        size = register_count(kind)
+    except ValueError:
+        raise ValueError("point %s: unknown type %r (use %s or bit)" % (name, kind, TYPE_NAMES))
     if bit is not None:
         raise ValueError('point %s: "bit" needs type bit' % name)
-    size = TYPES[kind][0]
     # A device's default order describes its 32/64-bit values; 16-bit registers stay big-endian
     # unless the point itself says otherwise.
     o = p.get("order", order if size > 1 else "ABCD")
@@ -175,7 +176,7 @@ def plan_reads(
 
     reads = []
     where = [None] * len(points)
-    for t in _TABLE_ORDER:
+    for t in ("coil", "discrete", "holding", "input"):
         items = groups.get(t)
         if not items:
             continue

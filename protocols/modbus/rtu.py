@@ -1,12 +1,21 @@
-"""Modbus RTU frames: requests, response validation and an incremental response framer.
+"""Modbus RTU frames the device needs: read requests, response validation, an incremental framer.
 
 An ADU is  slave | function | data | CRC(lo, hi).  Requests are built once (a poll plan caches them);
 responses are validated in place and values are decoded straight from the receive buffer.
 
 Function codes: 1 read coils, 2 read discrete inputs, 3 read holding registers, 4 read input
 registers, 5 write single coil, 6 write single register, 15 write multiple coils, 16 write multiple
-registers.
+registers. Only what the device runs is here (each function costs it heap at import): write requests,
+read shortcuts and whole-response parsing are in host.py, the slave side in slave.py.
 """
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
 
 from protocols.modbus.crc import crc_ok, put_crc
 from protocols.modbus.errors import (
@@ -20,34 +29,21 @@ from protocols.modbus.errors import (
     WrongFunctionError,
 )
 
-READ_COILS = 1
-READ_DISCRETE_INPUTS = 2
-READ_HOLDING_REGISTERS = 3
-READ_INPUT_REGISTERS = 4
-WRITE_SINGLE_COIL = 5
-WRITE_SINGLE_REGISTER = 6
-WRITE_MULTIPLE_COILS = 15
-WRITE_MULTIPLE_REGISTERS = 16
-
 MAX_READ_BITS = 2000
 MAX_READ_REGISTERS = 125
-MAX_WRITE_BITS = 1968
-MAX_WRITE_REGISTERS = 123
-MAX_ADU = 256
-BROADCAST = 0
+_MAX_ADU = const(256)
+_BROADCAST = const(0)
 
 # ResponseFramer.feed() results
 NEED_MORE = 0
 COMPLETE = 1
 ERROR = 2
 
-_READ_LIMIT = {1: MAX_READ_BITS, 2: MAX_READ_BITS, 3: MAX_READ_REGISTERS, 4: MAX_READ_REGISTERS}
-
 
 def _check_slave(slave, reading):
     if not 0 <= slave <= 255:
         raise ValueError("slave address %r is not 0..255" % (slave,))
-    if reading and slave == BROADCAST:
+    if reading and slave == _BROADCAST:
         raise ValueError("a read cannot be broadcast (slave 0 never answers)")
 
 
@@ -68,69 +64,12 @@ def adu(slave, pdu):
     return bytes(buf)
 
 
-# ---- request PDUs --------------------------------------------------------------------------------
-
-
 def read_pdu(function, address, count):
     """PDU of a read (function 1, 2, 3 or 4) of `count` bits or registers from `address`."""
-    limit = _READ_LIMIT.get(function)
-    if limit is None:
+    if function not in (1, 2, 3, 4):
         raise ValueError("function %r is not a read (1, 2, 3, 4)" % (function,))
-    _check_range(address, count, limit, "read")
+    _check_range(address, count, MAX_READ_BITS if function <= 2 else MAX_READ_REGISTERS, "read")
     return bytes((function, address >> 8, address & 0xFF, count >> 8, count & 0xFF))
-
-
-def write_coil_pdu(address, on):
-    _check_range(address, 1, 1, "coil")
-    return bytes((WRITE_SINGLE_COIL, address >> 8, address & 0xFF, 0xFF if on else 0, 0))
-
-
-def write_register_pdu(address, value):
-    _check_range(address, 1, 1, "register")
-    if not 0 <= value <= 0xFFFF:
-        raise ValueError("register value %r is not 0..65535 (encode signed values with values)" % (value,))
-    return bytes((WRITE_SINGLE_REGISTER, address >> 8, address & 0xFF, value >> 8, value & 0xFF))
-
-
-def write_coils_pdu(address, bits):
-    count = len(bits)
-    _check_range(address, count, MAX_WRITE_BITS, "coils")
-    nbytes = (count + 7) >> 3
-    pdu = bytearray(6 + nbytes)
-    pdu[0] = WRITE_MULTIPLE_COILS
-    pdu[1] = address >> 8
-    pdu[2] = address & 0xFF
-    pdu[3] = count >> 8
-    pdu[4] = count & 0xFF
-    pdu[5] = nbytes
-    for i in range(count):
-        if bits[i]:
-            pdu[6 + (i >> 3)] |= 1 << (i & 7)
-    return bytes(pdu)
-
-
-def write_registers_pdu(address, values):
-    """`values`: 16-bit ints, or the raw register bytes (e.g. from values.encode)."""
-    if isinstance(values, (bytes, bytearray, memoryview)):
-        data = bytes(values)
-        if len(data) % 2:
-            raise ValueError("register data must be an even number of bytes, got %d" % len(data))
-    else:
-        data = bytearray(2 * len(values))
-        for i in range(len(values)):
-            v = values[i]
-            if not 0 <= v <= 0xFFFF:
-                raise ValueError("register value %r is not 0..65535" % (v,))
-            data[2 * i] = v >> 8
-            data[2 * i + 1] = v & 0xFF
-    count = len(data) // 2
-    _check_range(address, count, MAX_WRITE_REGISTERS, "registers")
-    fc = WRITE_MULTIPLE_REGISTERS
-    head = bytes((fc, address >> 8, address & 0xFF, count >> 8, count & 0xFF, 2 * count))
-    return head + bytes(data)
-
-
-# ---- request ADUs --------------------------------------------------------------------------------
 
 
 def read_request(slave, function, address, count):
@@ -138,45 +77,9 @@ def read_request(slave, function, address, count):
     return adu(slave, read_pdu(function, address, count))
 
 
-def read_coils(slave, address, count):
-    return read_request(slave, READ_COILS, address, count)
-
-
-def read_discrete_inputs(slave, address, count):
-    return read_request(slave, READ_DISCRETE_INPUTS, address, count)
-
-
-def read_holding_registers(slave, address, count):
-    return read_request(slave, READ_HOLDING_REGISTERS, address, count)
-
-
-def read_input_registers(slave, address, count):
-    return read_request(slave, READ_INPUT_REGISTERS, address, count)
-
-
-def write_coil(slave, address, on):
-    _check_slave(slave, False)
-    return adu(slave, write_coil_pdu(address, on))
-
-
-def write_register(slave, address, value):
-    _check_slave(slave, False)
-    return adu(slave, write_register_pdu(address, value))
-
-
-def write_coils(slave, address, bits):
-    _check_slave(slave, False)
-    return adu(slave, write_coils_pdu(address, bits))
-
-
-def write_registers(slave, address, values):
-    _check_slave(slave, False)
-    return adu(slave, write_registers_pdu(address, values))
-
-
 def response_expected(request):
     """False for broadcast requests, which no slave answers."""
-    return request[0] != BROADCAST
+    return request[0] != _BROADCAST
 
 
 def _request_count(request):
@@ -220,22 +123,6 @@ def _expected_byte_count(request):
     return (_request_count(request) + 7) >> 3
 
 
-def check_response(request, response, n=-1):
-    """Validates the complete response (first n bytes of `response`) to `request`.
-
-    Checks, in this order: length plausible, CRC, slave address, function (an exception response
-    raises ModbusException), length for the function, byte count against the requested quantity,
-    echo of address/value/quantity for writes. Raises a ModbusError subclass; returns nothing.
-    """
-    if n < 0:
-        n = len(response)
-    if n < 5:
-        raise FrameError("response of %d bytes is shorter than any Modbus frame" % n)
-    if not crc_ok(response, n):
-        raise CRCError("CRC mismatch in a %d-byte response" % n)
-    _check_body(request, response, n)
-
-
 def _wrong_address(got, want):
     return WrongAddressError("response from slave %d to a request for slave %d" % (got, want))
 
@@ -266,24 +153,6 @@ def _check_body(request, response, n):
             raise WrongEchoError("write response does not echo the request's address/value/quantity")
 
 
-def parse_response(request, response):
-    """Validated response data, for host tools and tests (allocates; the device decodes in place).
-
-    Returns a list of ints (functions 3, 4), a list of bools (1, 2), the echoed value (5: bool,
-    6: int) or the quantity written (15, 16).
-    """
-    check_response(request, response)
-    fc = request[1]
-    if fc == 3 or fc == 4:
-        return [(response[3 + 2 * i] << 8) | response[4 + 2 * i] for i in range(_request_count(request))]
-    if fc == 1 or fc == 2:
-        return [bool((response[3 + (i >> 3)] >> (i & 7)) & 1) for i in range(_request_count(request))]
-    value = (response[4] << 8) | response[5]
-    if fc == 5:
-        return value == 0xFF00
-    return value
-
-
 class ResponseFramer:
     """Collects the response to one request from chunks as they arrive on the UART.
 
@@ -299,7 +168,7 @@ class ResponseFramer:
     One framer owns one preallocated buffer and is reused for every request.
     """
 
-    def __init__(self, hunt=False, size=MAX_ADU):
+    def __init__(self, hunt=False, size=_MAX_ADU):
         self.buf = bytearray(size)
         self._mv = memoryview(self.buf)
         self.hunt = hunt
@@ -391,87 +260,3 @@ class ResponseFramer:
             return self._fail(err)
         self.state = COMPLETE
         return COMPLETE
-
-
-# ---- slave side: requests ------------------------------------------------------------------------
-
-
-def expected_request_length(head, n=-1):
-    """Total length of the request starting with `head`, or 0 while more bytes are needed.
-
-    Raises FrameError for a function code this module does not serve (a slave answers those with
-    exception 1 once the line is silent; the length cannot be known from the bytes).
-    """
-    if n < 0:
-        n = len(head)
-    if n < 2:
-        return 0
-    fc = head[1]
-    if 1 <= fc <= 6:
-        return 8
-    if fc == 15 or fc == 16:
-        if n < 7:
-            return 0
-        return 9 + head[6]
-    raise FrameError("function %d: request length unknown" % fc)
-
-
-def parse_request(request, n=-1):
-    """(slave, function, address, quantity_or_value) of a complete request; CRC and length checked.
-
-    Data of write-multiple requests starts at byte 7 of the request.
-    """
-    if n < 0:
-        n = len(request)
-    if n < 4:
-        raise FrameError("request of %d bytes is too short" % n)
-    if not crc_ok(request, n):
-        raise CRCError("CRC mismatch in a %d-byte request" % n)
-    want = expected_request_length(request, n)
-    if n != want:
-        raise FrameError("request of %d bytes, expected %d" % (n, want))
-    return (request[0], request[1], (request[2] << 8) | request[3], (request[4] << 8) | request[5])
-
-
-def exception_response(slave, function, code):
-    return adu(slave, bytes((function | 0x80, code)))
-
-
-def registers_response(slave, function, registers):
-    """Response to a read of registers (function 3 or 4): `registers` as ints or raw bytes."""
-    if isinstance(registers, (bytes, bytearray, memoryview)):
-        data = bytes(registers)
-    else:
-        data = bytearray(2 * len(registers))
-        for i in range(len(registers)):
-            data[2 * i] = (registers[i] >> 8) & 0xFF
-            data[2 * i + 1] = registers[i] & 0xFF
-    buf = bytearray(len(data) + 5)
-    buf[0] = slave
-    buf[1] = function
-    buf[2] = len(data)
-    buf[3 : 3 + len(data)] = data
-    put_crc(buf, 3 + len(data))
-    return bytes(buf)
-
-
-def bits_response(slave, function, bits):
-    """Response to a read of coils or discrete inputs (function 1 or 2)."""
-    nbytes = (len(bits) + 7) >> 3
-    buf = bytearray(nbytes + 5)
-    buf[0] = slave
-    buf[1] = function
-    buf[2] = nbytes
-    for i in range(len(bits)):
-        if bits[i]:
-            buf[3 + (i >> 3)] |= 1 << (i & 7)
-    put_crc(buf, 3 + nbytes)
-    return bytes(buf)
-
-
-def echo_response(request):
-    """Response to a write (5, 6, 15, 16): the request's first 6 bytes with a new CRC."""
-    buf = bytearray(8)
-    buf[0:6] = request[0:6]
-    put_crc(buf, 6)
-    return bytes(buf)

@@ -10,92 +10,27 @@ two bytes: DCBA and BADC swap them, CDAB leaves them alone.
 
 Decoding reads straight from a response buffer at a byte offset (bytes, bytearray or memoryview),
 so the device never slices a response. Offsets are byte offsets into that buffer.
+
+The device imports decode.py only (spec, decode_spec, register_count, bits, masks: re-exported here);
+the rest of this module is for the host.
 """
 
 import struct
 
-# kind -> (registers, struct code)
-TYPES = {
-    "u16": (1, "H"),
-    "s16": (1, "h"),
-    "u32": (2, "I"),
-    "s32": (2, "i"),
-    "f32": (2, "f"),
-    "u64": (4, "Q"),
-    "s64": (4, "q"),
-    "f64": (4, "d"),
-}
+from protocols.modbus.decode import (  # noqa: F401  (the device's part, re-exported)
+    TYPE_NAMES,
+    _scratch,
+    decode_spec,
+    mask_shift,
+    packed_bit,
+    register_bit,
+    register_count,
+    spec,
+)
+
+# kind -> (registers, struct code), for the host (decode.py works these out from TYPE_NAMES)
+TYPES = {kind: (register_count(kind), spec(kind)[0][1]) for kind in TYPE_NAMES.split()}
 ORDERS = ("ABCD", "DCBA", "BADC", "CDAB")
-
-# (order, bytes) -> where byte k of the big-endian value sits on the wire; None = plain struct format
-_SRC = {}
-# (kind, order) -> (struct format, source positions or None)
-_SPEC = {}
-# Reused by decode/encode for the two orders struct cannot express; no await happens while it is in use.
-_scratch = bytearray(8)
-
-
-def _positions(order, size):
-    words_big = order in ("ABCD", "BADC")
-    bytes_big = order in ("ABCD", "CDAB")
-    nwords = size // 2
-    out = []
-    for k in range(size):
-        w = k // 2
-        b = k % 2
-        out.append(2 * (w if words_big else nwords - 1 - w) + (b if bytes_big else 1 - b))
-    return tuple(out)
-
-
-def _build():
-    for kind in TYPES:
-        regs, code = TYPES[kind]
-        size = 2 * regs
-        for order in ORDERS:
-            if order == "ABCD":
-                _SPEC[(kind, order)] = (">" + code, None)
-            elif order == "DCBA":
-                _SPEC[(kind, order)] = ("<" + code, None)
-            else:
-                src = _positions(order, size)
-                if src == tuple(range(size)):
-                    _SPEC[(kind, order)] = (">" + code, None)
-                else:
-                    _SPEC[(kind, order)] = (">" + code, src)
-
-
-_build()
-
-
-def spec(kind, order="ABCD"):
-    """Pre-resolved (struct format, positions) for decode_spec/encode_spec; raises ValueError."""
-    s = _SPEC.get((kind, order))
-    if s is None:
-        if kind not in TYPES:
-            raise ValueError("unknown value type %r (use one of %s)" % (kind, " ".join(sorted(TYPES))))
-        raise ValueError("unknown byte order %r (use ABCD, DCBA, BADC or CDAB)" % (order,))
-    return s
-
-
-def register_count(kind):
-    """Registers a value of this type occupies (a bit field or single bit occupies one)."""
-    if kind == "bit":
-        return 1
-    t = TYPES.get(kind)
-    if t is None:
-        raise ValueError("unknown value type %r" % (kind,))
-    return t[0]
-
-
-def decode_spec(buf, offset, s):
-    """decode() with a spec() resolved in advance: the hot path of the device's poll loop."""
-    fmt, src = s
-    if src is None:
-        return struct.unpack_from(fmt, buf, offset)[0]
-    scratch = _scratch
-    for k in range(len(src)):
-        scratch[k] = buf[offset + src[k]]
-    return struct.unpack_from(fmt, scratch, 0)[0]
 
 
 def decode(buf, offset, kind, order="ABCD"):
@@ -161,28 +96,6 @@ def from_registers(registers, kind, order="ABCD"):
         buf[2 * i] = (registers[i] >> 8) & 0xFF
         buf[2 * i + 1] = registers[i] & 0xFF
     return decode(buf, 0, kind, order)
-
-
-def register_bit(buf, offset, bit):
-    """Bit `bit` (0 = least significant) of the big-endian register at byte `offset`."""
-    if bit >= 8:
-        return (buf[offset] >> (bit - 8)) & 1
-    return (buf[offset + 1] >> bit) & 1
-
-
-def packed_bit(buf, offset, index):
-    """Bit `index` of packed coil / discrete-input data starting at byte `offset` (LSB first)."""
-    return (buf[offset + (index >> 3)] >> (index & 7)) & 1
-
-
-def mask_shift(mask):
-    """How far (value & mask) is shifted right so the field starts at bit 0."""
-    if mask <= 0:
-        raise ValueError("a bit mask must be positive, got %r" % (mask,))
-    shift = 0
-    while not (mask >> shift) & 1:
-        shift += 1
-    return shift
 
 
 def field(raw, mask, shift=-1):

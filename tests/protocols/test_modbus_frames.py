@@ -9,7 +9,7 @@ import binascii
 
 from portable import raises
 
-from protocols.modbus import crc, errors, rtu, slave
+from protocols.modbus import crc, errors, host, rtu, slave
 
 INTERPRETERS = ("cpython", "micropython")
 
@@ -78,16 +78,16 @@ def test_crc_ranges_and_buffer_types():
 
 SPEC_REQUESTS = [
     # (builder call result, PDU hex from the specification)
-    (lambda: rtu.read_coils(0x11, 19, 19), "01 00 13 00 13"),
-    (lambda: rtu.read_discrete_inputs(0x11, 196, 22), "02 00 C4 00 16"),
-    (lambda: rtu.read_holding_registers(0x11, 107, 3), "03 00 6B 00 03"),
-    (lambda: rtu.read_input_registers(0x11, 8, 1), "04 00 08 00 01"),
-    (lambda: rtu.write_coil(0x11, 172, True), "05 00 AC FF 00"),
-    (lambda: rtu.write_coil(0x11, 172, False), "05 00 AC 00 00"),
-    (lambda: rtu.write_register(0x11, 1, 3), "06 00 01 00 03"),
-    (lambda: rtu.write_coils(0x11, 19, [1, 0, 1, 1, 0, 0, 1, 1, 1, 0]), "0F 00 13 00 0A 02 CD 01"),
-    (lambda: rtu.write_registers(0x11, 1, [0x000A, 0x0102]), "10 00 01 00 02 04 00 0A 01 02"),
-    (lambda: rtu.write_registers(0x11, 1, h("00 0A 01 02")), "10 00 01 00 02 04 00 0A 01 02"),
+    (lambda: host.read_coils(0x11, 19, 19), "01 00 13 00 13"),
+    (lambda: host.read_discrete_inputs(0x11, 196, 22), "02 00 C4 00 16"),
+    (lambda: host.read_holding_registers(0x11, 107, 3), "03 00 6B 00 03"),
+    (lambda: host.read_input_registers(0x11, 8, 1), "04 00 08 00 01"),
+    (lambda: host.write_coil(0x11, 172, True), "05 00 AC FF 00"),
+    (lambda: host.write_coil(0x11, 172, False), "05 00 AC 00 00"),
+    (lambda: host.write_register(0x11, 1, 3), "06 00 01 00 03"),
+    (lambda: host.write_coils(0x11, 19, [1, 0, 1, 1, 0, 0, 1, 1, 1, 0]), "0F 00 13 00 0A 02 CD 01"),
+    (lambda: host.write_registers(0x11, 1, [0x000A, 0x0102]), "10 00 01 00 02 04 00 0A 01 02"),
+    (lambda: host.write_registers(0x11, 1, h("00 0A 01 02")), "10 00 01 00 02 04 00 0A 01 02"),
 ]
 
 
@@ -100,37 +100,37 @@ def test_requests_match_spec_pdus():
 
 
 def test_full_request_adu_with_published_crc():
-    assert rtu.read_holding_registers(0x11, 0x6B, 3) == h("11 03 00 6B 00 03 76 87")
-    assert rtu.read_holding_registers(1, 0, 10) == h("01 03 00 00 00 0A C5 CD")
-    assert rtu.write_register(1, 1, 3) == h("01 06 00 01 00 03 98 0B")
+    assert host.read_holding_registers(0x11, 0x6B, 3) == h("11 03 00 6B 00 03 76 87")
+    assert host.read_holding_registers(1, 0, 10) == h("01 03 00 00 00 0A C5 CD")
+    assert host.write_register(1, 1, 3) == h("01 06 00 01 00 03 98 0B")
 
 
 def test_request_limits():
-    assert len(rtu.read_holding_registers(1, 0, 125)) == 8
-    assert len(rtu.read_coils(1, 0, 2000)) == 8
-    assert len(rtu.write_registers(1, 0, [0] * 123)) == 9 + 246
-    assert len(rtu.write_coils(1, 0, [1] * 1968)) == 9 + 246
-    assert rtu.read_holding_registers(1, 65535, 1)[2:4] == h("FF FF")
+    assert len(host.read_holding_registers(1, 0, 125)) == 8
+    assert len(host.read_coils(1, 0, 2000)) == 8
+    assert len(host.write_registers(1, 0, [0] * 123)) == 9 + 246
+    assert len(host.write_coils(1, 0, [1] * 1968)) == 9 + 246
+    assert host.read_holding_registers(1, 65535, 1)[2:4] == h("FF FF")
     for bad in (
-        lambda: rtu.read_holding_registers(1, 0, 126),
-        lambda: rtu.read_holding_registers(1, 0, 0),
-        lambda: rtu.read_input_registers(1, 65535, 2),
-        lambda: rtu.read_coils(1, 0, 2001),
-        lambda: rtu.read_holding_registers(0, 0, 1),  # a read cannot be broadcast
-        lambda: rtu.read_holding_registers(256, 0, 1),
+        lambda: host.read_holding_registers(1, 0, 126),
+        lambda: host.read_holding_registers(1, 0, 0),
+        lambda: host.read_input_registers(1, 65535, 2),
+        lambda: host.read_coils(1, 0, 2001),
+        lambda: host.read_holding_registers(0, 0, 1),  # a read cannot be broadcast
+        lambda: host.read_holding_registers(256, 0, 1),
         lambda: rtu.read_request(1, 7, 0, 1),
-        lambda: rtu.write_registers(1, 0, [0] * 124),
-        lambda: rtu.write_registers(1, 0, [70000]),
-        lambda: rtu.write_registers(1, 0, b"\x00"),
-        lambda: rtu.write_coils(1, 0, [1] * 1969),
-        lambda: rtu.write_register(1, 0, -1),
-        lambda: rtu.write_register(1, 65536, 0),
+        lambda: host.write_registers(1, 0, [0] * 124),
+        lambda: host.write_registers(1, 0, [70000]),
+        lambda: host.write_registers(1, 0, b"\x00"),
+        lambda: host.write_coils(1, 0, [1] * 1969),
+        lambda: host.write_register(1, 0, -1),
+        lambda: host.write_register(1, 65536, 0),
     ):
         with raises(ValueError):
             bad()
     # broadcast writes are allowed and expect no response
-    assert not rtu.response_expected(rtu.write_register(0, 1, 1))
-    assert rtu.response_expected(rtu.write_register(1, 1, 1))
+    assert not rtu.response_expected(host.write_register(0, 1, 1))
+    assert rtu.response_expected(host.write_register(1, 1, 1))
 
 
 # ---- responses: spec PDU examples -----------------------------------------------------------------
@@ -138,22 +138,22 @@ def test_request_limits():
 SPEC_PAIRS = [
     # (request, response PDU from the specification, parsed value)
     (
-        rtu.read_coils(0x11, 19, 19),
+        host.read_coils(0x11, 19, 19),
         "01 03 CD 6B 05",
         [1, 0, 1, 1, 0, 0, 1, 1, 1, 1, 0, 1, 0, 1, 1, 0, 1, 0, 1],
     ),
     (
-        rtu.read_discrete_inputs(0x11, 196, 22),
+        host.read_discrete_inputs(0x11, 196, 22),
         "02 03 AC DB 35",
         [0, 0, 1, 1, 0, 1, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 0, 1, 1],
     ),
-    (rtu.read_holding_registers(0x11, 107, 3), "03 06 02 2B 00 00 00 64", [555, 0, 100]),
-    (rtu.read_input_registers(0x11, 8, 1), "04 02 00 0A", [10]),
-    (rtu.write_coil(0x11, 172, True), "05 00 AC FF 00", True),
-    (rtu.write_coil(0x11, 172, False), "05 00 AC 00 00", False),
-    (rtu.write_register(0x11, 1, 3), "06 00 01 00 03", 3),
-    (rtu.write_coils(0x11, 19, [1, 0, 1, 1, 0, 0, 1, 1, 1, 0]), "0F 00 13 00 0A", 10),
-    (rtu.write_registers(0x11, 1, [10, 258]), "10 00 01 00 02", 2),
+    (host.read_holding_registers(0x11, 107, 3), "03 06 02 2B 00 00 00 64", [555, 0, 100]),
+    (host.read_input_registers(0x11, 8, 1), "04 02 00 0A", [10]),
+    (host.write_coil(0x11, 172, True), "05 00 AC FF 00", True),
+    (host.write_coil(0x11, 172, False), "05 00 AC 00 00", False),
+    (host.write_register(0x11, 1, 3), "06 00 01 00 03", 3),
+    (host.write_coils(0x11, 19, [1, 0, 1, 1, 0, 0, 1, 1, 1, 0]), "0F 00 13 00 0A", 10),
+    (host.write_registers(0x11, 1, [10, 258]), "10 00 01 00 02", 2),
 ]
 
 
@@ -163,7 +163,7 @@ def response(pdu, slave_id=0x11):
 
 def test_parse_spec_responses():
     for request, pdu, want in SPEC_PAIRS:
-        got = rtu.parse_response(request, response(pdu))
+        got = host.parse_response(request, response(pdu))
         if isinstance(want, list) and request[1] <= 2:
             want = [bool(b) for b in want]
         assert got == want, (pdu, got)
@@ -171,16 +171,16 @@ def test_parse_spec_responses():
 
 
 def test_exception_response():
-    request = rtu.read_holding_registers(0x0A, 0x0100, 2)
+    request = host.read_holding_registers(0x0A, 0x0100, 2)
     with raises(errors.ModbusException) as info:
-        rtu.check_response(request, response("83 02", 0x0A))
+        host.check_response(request, response("83 02", 0x0A))
     assert info.value.function == 3 and info.value.code == 2
     assert info.value.reason == "exception"
     assert "illegal data address" in str(info.value)
     assert rtu.expected_response_length(request, h("0A 83")) == 5
     # the specification's own example: read coils (function 1) answered with 81 02
     with raises(errors.ModbusException) as info:
-        rtu.check_response(rtu.read_coils(1, 0, 8), response("81 02", 1))
+        host.check_response(host.read_coils(1, 0, 8), response("81 02", 1))
     assert info.value.function == 1 and info.value.code == 2
 
 
@@ -191,7 +191,7 @@ def corrupt(data, index, value):
 
 
 def test_each_failure_has_its_own_error():
-    req = rtu.read_holding_registers(0x11, 107, 3)
+    req = host.read_holding_registers(0x11, 107, 3)
     good = response("03 06 02 2B 00 00 00 64")
     cases = [
         (corrupt(good, 4, 0x2C), errors.CRCError, "crc"),
@@ -204,22 +204,22 @@ def test_each_failure_has_its_own_error():
     ]
     for resp, kind, reason in cases:
         with raises(kind) as info:
-            rtu.check_response(req, resp)
+            host.check_response(req, resp)
         assert info.value.reason == reason
         assert isinstance(info.value, errors.ModbusError)
     # write echoes: address, value and quantity must come back unchanged
-    wreq = rtu.write_register(0x11, 1, 3)
+    wreq = host.write_register(0x11, 1, 3)
     for pdu in ("06 00 02 00 03", "06 00 01 00 04"):
         with raises(errors.WrongEchoError):
-            rtu.check_response(wreq, response(pdu))
-    mreq = rtu.write_registers(0x11, 1, [10, 258])
+            host.check_response(wreq, response(pdu))
+    mreq = host.write_registers(0x11, 1, [10, 258])
     for pdu in ("10 00 01 00 03", "10 00 02 00 02"):
         with raises(errors.WrongEchoError) as info:
-            rtu.check_response(mreq, response(pdu))
+            host.check_response(mreq, response(pdu))
         assert info.value.reason == "wrong-echo"
-    creq = rtu.write_coil(0x11, 172, True)
+    creq = host.write_coil(0x11, 172, True)
     with raises(errors.WrongEchoError):
-        rtu.check_response(creq, response("05 00 AC 00 00"))
+        host.check_response(creq, response("05 00 AC 00 00"))
 
 
 def test_reasons_are_distinct():
@@ -237,12 +237,12 @@ def test_reasons_are_distinct():
 
 
 def test_check_response_accepts_all_buffer_types():
-    req = rtu.read_holding_registers(0x11, 107, 3)
+    req = host.read_holding_registers(0x11, 107, 3)
     good = response("03 06 02 2B 00 00 00 64")
     for kind in (bytes, bytearray, memoryview):
-        rtu.check_response(req, kind(good))
+        host.check_response(req, kind(good))
     padded = bytearray(good + b"\x00" * 20)
-    rtu.check_response(req, padded, len(good))
+    host.check_response(req, padded, len(good))
 
 
 # ---- chunked responses ----------------------------------------------------------------------------
@@ -284,7 +284,7 @@ def test_framer_every_split_point_valid_frames():
 
 def test_framer_results_match_check_response_at_every_split():
     framer = rtu.ResponseFramer()
-    req = rtu.read_holding_registers(0x11, 107, 3)
+    req = host.read_holding_registers(0x11, 107, 3)
     good = response("03 06 02 2B 00 00 00 64")
     bad_frames = [
         (corrupt(good, 5, 0x99), "crc"),
@@ -295,7 +295,7 @@ def test_framer_results_match_check_response_at_every_split():
     ]
     for data, reason in bad_frames:
         with raises(errors.ModbusError) as info:
-            rtu.check_response(req, data)
+            host.check_response(req, data)
         assert info.value.reason == reason
         for cut in range(len(data) + 1):
             state, _ = feed_chunks(framer, req, data, [cut] if 0 < cut < len(data) else [])
@@ -309,7 +309,7 @@ def test_framer_results_match_check_response_at_every_split():
 
 def test_framer_reports_header_errors_before_the_frame_ends():
     framer = rtu.ResponseFramer()
-    req = rtu.read_holding_registers(0x11, 107, 3)
+    req = host.read_holding_registers(0x11, 107, 3)
     framer.start(req)
     assert framer.feed(b"\x12") == rtu.ERROR and framer.error.reason == "wrong-address"
     framer.start(req)
@@ -321,15 +321,15 @@ def test_framer_reports_header_errors_before_the_frame_ends():
 
 def test_framer_trailing_bytes_and_reuse():
     framer = rtu.ResponseFramer()
-    req = rtu.read_input_registers(0x11, 8, 1)
+    req = host.read_input_registers(0x11, 8, 1)
     data = response("04 02 00 0A")
     framer.start(req)
     assert framer.feed(data + b"\x00\x01") == rtu.COMPLETE
     assert framer.trailing == 2
     assert framer.feed(b"\x02") == rtu.COMPLETE and framer.trailing == 3
-    assert rtu.parse_response(req, framer.frame) == [10]
+    assert host.parse_response(req, framer.frame) == [10]
     # the same framer serves the next request from scratch
-    req2 = rtu.write_register(0x11, 1, 3)
+    req2 = host.write_register(0x11, 1, 3)
     framer.start(req2)
     assert framer.error is None and framer.frame is None
     assert framer.feed(response("06 00 01 00 03")) == rtu.COMPLETE
@@ -337,7 +337,7 @@ def test_framer_trailing_bytes_and_reuse():
 
 def test_framer_feed_count_from_a_preallocated_buffer():
     framer = rtu.ResponseFramer()
-    req = rtu.read_input_registers(0x11, 8, 1)
+    req = host.read_input_registers(0x11, 8, 1)
     data = response("04 02 00 0A")
     rx = bytearray(32)
     rx[0:4] = data[0:4]
@@ -349,7 +349,7 @@ def test_framer_feed_count_from_a_preallocated_buffer():
 
 
 def test_framer_hunting_skips_leading_noise():
-    req = rtu.read_input_registers(0x11, 8, 1)
+    req = host.read_input_registers(0x11, 8, 1)
     data = response("04 02 00 0A")
     strict = rtu.ResponseFramer()
     strict.start(req)
@@ -365,16 +365,16 @@ def test_framer_hunting_skips_leading_noise():
 
 def test_framer_rejects_broadcast():
     with raises(ValueError):
-        rtu.ResponseFramer().start(rtu.write_register(0, 1, 1))
+        rtu.ResponseFramer().start(host.write_register(0, 1, 1))
 
 
 def test_expected_response_length_needs_two_bytes():
-    req = rtu.read_holding_registers(1, 0, 10)
+    req = host.read_holding_registers(1, 0, 10)
     assert rtu.expected_response_length(req, b"") == 0
     assert rtu.expected_response_length(req, b"\x01") == 0
     assert rtu.expected_response_length(req, b"\x01\x03") == 25
-    assert rtu.expected_response_length(rtu.read_coils(1, 0, 9), b"\x01\x01") == 7
-    assert rtu.expected_response_length(rtu.write_coils(1, 0, [1] * 9), b"\x01\x0f") == 8
+    assert rtu.expected_response_length(host.read_coils(1, 0, 9), b"\x01\x01") == 7
+    assert rtu.expected_response_length(host.write_coils(1, 0, [1] * 9), b"\x01\x0f") == 8
     with raises(errors.WrongFunctionError):
         rtu.expected_response_length(req, b"\x01\x04")
 
@@ -396,11 +396,11 @@ def make_store():
 
 def test_slave_answers_spec_reads():
     store = make_store()
-    assert slave.handle_request(store, 0x11, rtu.read_holding_registers(0x11, 107, 3)) == response(
+    assert slave.handle_request(store, 0x11, host.read_holding_registers(0x11, 107, 3)) == response(
         "03 06 02 2B 00 00 00 64"
     )
-    assert slave.handle_request(store, 0x11, rtu.read_input_registers(0x11, 8, 1)) == response("04 02 00 0A")
-    assert slave.handle_request(store, 0x11, rtu.read_discrete_inputs(0x11, 196, 22)) == response(
+    assert slave.handle_request(store, 0x11, host.read_input_registers(0x11, 8, 1)) == response("04 02 00 0A")
+    assert slave.handle_request(store, 0x11, host.read_discrete_inputs(0x11, 196, 22)) == response(
         "02 03 AC DB 35"
     )
 
@@ -408,15 +408,15 @@ def test_slave_answers_spec_reads():
 def test_slave_writes_then_reads_back():
     store = make_store()
     bits = [1, 0, 1, 1, 0, 0, 1, 1, 1, 0]
-    req = rtu.write_coils(0x11, 19, bits)
+    req = host.write_coils(0x11, 19, bits)
     assert slave.handle_request(store, 0x11, req) == response("0F 00 13 00 0A")
-    assert slave.handle_request(store, 0x11, rtu.read_coils(0x11, 19, 10)) == response("01 02 CD 01")
-    req = rtu.write_registers(0x11, 1, [10, 258])
+    assert slave.handle_request(store, 0x11, host.read_coils(0x11, 19, 10)) == response("01 02 CD 01")
+    req = host.write_registers(0x11, 1, [10, 258])
     assert slave.handle_request(store, 0x11, req) == response("10 00 01 00 02")
     assert store.tables["holding"][1] == 10 and store.tables["holding"][2] == 258
-    req = rtu.write_register(0x11, 1, 3)
+    req = host.write_register(0x11, 1, 3)
     assert slave.handle_request(store, 0x11, req) == req  # echo
-    req = rtu.write_coil(0x11, 20, True)
+    req = host.write_coil(0x11, 20, True)
     assert slave.handle_request(store, 0x11, req) == req
     assert store.tables["coil"][20] is True
 
@@ -424,9 +424,9 @@ def test_slave_writes_then_reads_back():
 def test_slave_exceptions():
     store = make_store()
     cases = [
-        (rtu.read_holding_registers(0x11, 107, 4), 3, 2),  # 110 is not defined
-        (rtu.read_input_registers(0x11, 9, 1), 4, 2),
-        (rtu.write_register(0x11, 5, 1), 6, 2),
+        (host.read_holding_registers(0x11, 107, 4), 3, 2),  # 110 is not defined
+        (host.read_input_registers(0x11, 9, 1), 4, 2),
+        (host.write_register(0x11, 5, 1), 6, 2),
         (crc.with_crc(h("11 03 00 6B 00 7E")), 3, 3),  # 126 registers
         (crc.with_crc(h("11 05 00 14 12 34")), 5, 3),  # coil value neither FF00 nor 0000
         (crc.with_crc(h("11 10 00 01 00 02 03 00 0A 01")), 16, 3),  # byte count disagrees with quantity
@@ -440,11 +440,11 @@ def test_slave_exceptions():
 
 def test_slave_stays_silent():
     store = make_store()
-    req = rtu.read_holding_registers(0x11, 107, 3)
+    req = host.read_holding_registers(0x11, 107, 3)
     assert slave.handle_request(store, 0x12, req) is None  # someone else's request
     assert slave.handle_request(store, 0x11, corrupt(req, 3, 0x6C)) is None  # CRC error
     assert slave.handle_request(store, 0x11, req[:7]) is None
-    broadcast = rtu.write_register(0, 1, 77)
+    broadcast = host.write_register(0, 1, 77)
     assert slave.handle_request(store, 0x11, broadcast) is None
     assert store.tables["holding"][1] == 77  # broadcast writes are applied
 
@@ -454,20 +454,20 @@ def test_slave_store_can_inject_exceptions():
         def read(self, table, address, count):
             raise errors.ModbusException(3, errors.SERVER_DEVICE_BUSY)
 
-    resp = slave.handle_request(Busy(), 1, rtu.read_holding_registers(1, 0, 1))
+    resp = slave.handle_request(Busy(), 1, host.read_holding_registers(1, 0, 1))
     with raises(errors.ModbusException) as info:
-        rtu.check_response(rtu.read_holding_registers(1, 0, 1), resp)
+        host.check_response(host.read_holding_registers(1, 0, 1), resp)
     assert info.value.code == 6
 
 
 def test_request_framing_for_slaves():
-    req = rtu.write_registers(0x11, 1, [10, 258])
+    req = host.write_registers(0x11, 1, [10, 258])
     for n in range(len(req)):
         want = 0 if n < 2 or n < 7 else len(req)
-        assert rtu.expected_request_length(req, n) == want, n
-    assert rtu.expected_request_length(rtu.read_coils(1, 0, 1), 2) == 8
-    assert rtu.parse_request(req) == (0x11, 16, 1, 2)
+        assert slave.expected_request_length(req, n) == want, n
+    assert slave.expected_request_length(host.read_coils(1, 0, 1), 2) == 8
+    assert slave.parse_request(req) == (0x11, 16, 1, 2)
     with raises(errors.CRCError):
-        rtu.parse_request(corrupt(req, 2, 9))
+        slave.parse_request(corrupt(req, 2, 9))
     with raises(errors.FrameError):
-        rtu.expected_request_length(h("01 2B"))
+        slave.expected_request_length(h("01 2B"))

@@ -36,7 +36,7 @@ from pymodbus.pdu.register_message import (
     WriteSingleRegisterResponse,
 )
 
-from protocols.modbus import crc, errors, rtu, slave, values
+from protocols.modbus import crc, errors, host, rtu, slave, values
 
 CLIENT = FramerRTU(DecodePDU(False))  # decodes responses
 SERVER = FramerRTU(DecodePDU(True))  # decodes requests
@@ -84,49 +84,49 @@ def _cases(rng):
     on = bool(rng.getrandbits(1))
     return [
         (
-            rtu.read_coils(dev, addr, nbits),
+            host.read_coils(dev, addr, nbits),
             ReadCoilsRequest(address=addr, count=nbits, dev_id=dev),
             ReadCoilsResponse(bits=bits, dev_id=dev),
             bits,
         ),
         (
-            rtu.read_discrete_inputs(dev, addr, nbits),
+            host.read_discrete_inputs(dev, addr, nbits),
             ReadDiscreteInputsRequest(address=addr, count=nbits, dev_id=dev),
             ReadDiscreteInputsResponse(bits=bits, dev_id=dev),
             bits,
         ),
         (
-            rtu.read_holding_registers(dev, addr, nregs),
+            host.read_holding_registers(dev, addr, nregs),
             ReadHoldingRegistersRequest(address=addr, count=nregs, dev_id=dev),
             ReadHoldingRegistersResponse(registers=regs, dev_id=dev),
             regs,
         ),
         (
-            rtu.read_input_registers(dev, addr, nregs),
+            host.read_input_registers(dev, addr, nregs),
             ReadInputRegistersRequest(address=addr, count=nregs, dev_id=dev),
             ReadInputRegistersResponse(registers=regs, dev_id=dev),
             regs,
         ),
         (
-            rtu.write_coil(dev, addr, on),
+            host.write_coil(dev, addr, on),
             WriteSingleCoilRequest(address=addr, bits=[on], dev_id=dev),
             WriteSingleCoilResponse(address=addr, bits=[on], dev_id=dev),
             on,
         ),
         (
-            rtu.write_register(dev, addr, value),
+            host.write_register(dev, addr, value),
             WriteSingleRegisterRequest(address=addr, registers=[value], dev_id=dev),
             WriteSingleRegisterResponse(address=addr, registers=[value], dev_id=dev),
             value,
         ),
         (
-            rtu.write_coils(dev, 65536 - len(wbits), wbits),
+            host.write_coils(dev, 65536 - len(wbits), wbits),
             WriteMultipleCoilsRequest(address=65536 - len(wbits), bits=wbits, dev_id=dev),
             WriteMultipleCoilsResponse(address=65536 - len(wbits), count=len(wbits), dev_id=dev),
             len(wbits),
         ),
         (
-            rtu.write_registers(dev, addr, wregs),
+            host.write_registers(dev, addr, wregs),
             WriteMultipleRegistersRequest(address=addr, registers=wregs, dev_id=dev),
             WriteMultipleRegistersResponse(address=addr, count=len(wregs), dev_id=dev),
             len(wregs),
@@ -146,7 +146,7 @@ def test_every_function_against_pymodbus(seed):
         assert used == len(ours) and decoded.function_code == fc and decoded.dev_id == ours[0]
         # our parser accepts pymodbus's response, in one piece and in chunks
         response = CLIENT.buildFrame(their_resp)
-        assert rtu.parse_response(ours, response) == want
+        assert host.parse_response(ours, response) == want
         framer = rtu.ResponseFramer()
         framer.start(ours)
         cut = rng.randint(1, len(response) - 1)
@@ -179,19 +179,19 @@ def test_every_function_against_pymodbus(seed):
 def test_exception_responses_from_pymodbus():
     for fc, code in ((1, 1), (2, 2), (3, 2), (4, 3), (5, 4), (6, 6), (15, 11), (16, 10)):
         request = {
-            1: rtu.read_coils(9, 0, 1),
-            2: rtu.read_discrete_inputs(9, 0, 1),
-            3: rtu.read_holding_registers(9, 0, 1),
-            4: rtu.read_input_registers(9, 0, 1),
-            5: rtu.write_coil(9, 0, True),
-            6: rtu.write_register(9, 0, 1),
-            15: rtu.write_coils(9, 0, [True]),
-            16: rtu.write_registers(9, 0, [1]),
+            1: host.read_coils(9, 0, 1),
+            2: host.read_discrete_inputs(9, 0, 1),
+            3: host.read_holding_registers(9, 0, 1),
+            4: host.read_input_registers(9, 0, 1),
+            5: host.write_coil(9, 0, True),
+            6: host.write_register(9, 0, 1),
+            15: host.write_coils(9, 0, [True]),
+            16: host.write_registers(9, 0, [1]),
         }[fc]
         theirs = CLIENT.buildFrame(ExceptionResponse(fc, code, device_id=9))
-        assert theirs == rtu.exception_response(9, fc, code)
+        assert theirs == slave.exception_response(9, fc, code)
         with pytest.raises(errors.ModbusException) as info:
-            rtu.check_response(request, theirs)
+            host.check_response(request, theirs)
         assert (info.value.function, info.value.code) == (fc, code)
         framer = rtu.ResponseFramer()
         framer.start(request)
@@ -202,7 +202,7 @@ def test_exception_responses_from_pymodbus():
 
 def test_slave_exceptions_are_decoded_by_pymodbus():
     store = slave.RegisterStore(holding={0: 1})
-    resp = slave.handle_request(store, 5, rtu.read_holding_registers(5, 1, 1))
+    resp = slave.handle_request(store, 5, host.read_holding_registers(5, 1, 1))
     used, pdu = CLIENT.handleFrame(resp, 5, 0)
     assert pdu.isError() and pdu.exception_code == 2
 
@@ -319,38 +319,38 @@ def test_minimalmodbus_master_against_our_slave():
         (
             lambda: inst.read_register(0, functioncode=4, signed=True),
             -1234,
-            rtu.read_input_registers(17, 0, 1),
+            host.read_input_registers(17, 0, 1),
         ),
         (
             lambda: inst.read_float(2, functioncode=4, byteorder=minimalmodbus.BYTEORDER_LITTLE_SWAP),
             3.5,
-            rtu.read_input_registers(17, 2, 2),
+            host.read_input_registers(17, 2, 2),
         ),
         (
             lambda: inst.read_long(4, functioncode=4, byteorder=minimalmodbus.BYTEORDER_BIG_SWAP),
             0x12345678,
-            rtu.read_input_registers(17, 4, 2),
+            host.read_input_registers(17, 4, 2),
         ),
-        (lambda: inst.write_register(100, 555, functioncode=6), None, rtu.write_register(17, 100, 555)),
-        (lambda: inst.write_registers(101, [1, 2, 3]), None, rtu.write_registers(17, 101, [1, 2, 3])),
-        (lambda: inst.read_registers(100, 4), [555, 1, 2, 3], rtu.read_holding_registers(17, 100, 4)),
+        (lambda: inst.write_register(100, 555, functioncode=6), None, host.write_register(17, 100, 555)),
+        (lambda: inst.write_registers(101, [1, 2, 3]), None, host.write_registers(17, 101, [1, 2, 3])),
+        (lambda: inst.read_registers(100, 4), [555, 1, 2, 3], host.read_holding_registers(17, 100, 4)),
         (
             lambda: inst.write_float(110, -0.75),
             None,
-            rtu.write_registers(17, 110, values.encode(-0.75, "f32")),
+            host.write_registers(17, 110, values.encode(-0.75, "f32")),
         ),
-        (lambda: inst.read_float(110), -0.75, rtu.read_holding_registers(17, 110, 2)),
-        (lambda: inst.write_bit(3, 1, functioncode=5), None, rtu.write_coil(17, 3, True)),
-        (lambda: inst.write_bits(5, [1, 0, 1]), None, rtu.write_coils(17, 5, [1, 0, 1])),
+        (lambda: inst.read_float(110), -0.75, host.read_holding_registers(17, 110, 2)),
+        (lambda: inst.write_bit(3, 1, functioncode=5), None, host.write_coil(17, 3, True)),
+        (lambda: inst.write_bits(5, [1, 0, 1]), None, host.write_coils(17, 5, [1, 0, 1])),
         (
             lambda: inst.read_bits(0, 10, functioncode=1),
             [0, 0, 0, 1, 0, 1, 0, 1, 0, 0],
-            rtu.read_coils(17, 0, 10),
+            host.read_coils(17, 0, 10),
         ),
         (
             lambda: inst.read_bits(0, 7, functioncode=2),
             [1, 0, 0, 1, 0, 0, 1],
-            rtu.read_discrete_inputs(17, 0, 7),
+            host.read_discrete_inputs(17, 0, 7),
         ),
     ]
     for call, want, request in calls:
@@ -361,4 +361,4 @@ def test_minimalmodbus_master_against_our_slave():
     # an undefined register: minimalmodbus sees our exception response as "illegal data address"
     with pytest.raises(minimalmodbus.IllegalRequestError):
         inst.read_register(50)
-    assert port.requests[-1] == rtu.read_holding_registers(17, 50, 1)
+    assert port.requests[-1] == host.read_holding_registers(17, 50, 1)

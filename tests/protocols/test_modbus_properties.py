@@ -5,7 +5,7 @@ import math
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from protocols.modbus import errors, rtu, slave, values
+from protocols.modbus import errors, host, rtu, slave, values
 from protocols.modbus.plan import TABLES, plan_reads
 
 SETTINGS = settings(max_examples=150, deadline=None)
@@ -190,13 +190,13 @@ def exchanges(draw):
     if fc <= 4:
         request = rtu.read_request(dev, fc, address, count)
     elif fc == 5:
-        request = rtu.write_coil(dev, address, bits[0])
+        request = host.write_coil(dev, address, bits[0])
     elif fc == 6:
-        request = rtu.write_register(dev, address, regs[0])
+        request = host.write_register(dev, address, regs[0])
     elif fc == 15:
-        request = rtu.write_coils(dev, address, bits)
+        request = host.write_coils(dev, address, bits)
     else:
-        request = rtu.write_registers(dev, address, regs)
+        request = host.write_registers(dev, address, regs)
     data = bits if fc in (1, 2, 5, 15) else regs
     table = {
         1: "coil",
@@ -218,7 +218,7 @@ def exchanges(draw):
 @given(exchanges(), st.data())
 def test_framer_completes_any_valid_response_in_any_chunks(ex, data):
     request, response, stored = ex
-    want = rtu.parse_response(request, response)
+    want = host.parse_response(request, response)
     if request[1] <= 4:
         assert want == ([bool(b) for b in stored] if request[1] <= 2 else stored)
     cuts = sorted(set(data.draw(st.lists(st.integers(1, len(response) - 1), max_size=6))))
@@ -230,7 +230,7 @@ def test_framer_completes_any_valid_response_in_any_chunks(ex, data):
         assert state == (rtu.COMPLETE if cut == len(response) else rtu.NEED_MORE)
         pos = cut
     assert bytes(framer.frame) == response
-    assert rtu.parse_response(request, framer.frame) == want
+    assert host.parse_response(request, framer.frame) == want
 
 
 @SETTINGS
@@ -249,7 +249,7 @@ def test_framer_is_total_and_never_accepts_what_the_validator_rejects(ex, garbag
     if state == rtu.ERROR:
         assert isinstance(framer.error, errors.ModbusError)
     if state == rtu.COMPLETE:
-        rtu.check_response(request, framer.frame)  # must not raise
+        host.check_response(request, framer.frame)  # must not raise
         assert len(framer.frame) == rtu.expected_response_length(request, framer.frame)
 
 
@@ -265,7 +265,7 @@ def test_a_corrupted_byte_is_always_detected(ex, where, flip):
     # CRC-16 catches every single-byte error; the header checks may catch it first
     assert state == rtu.ERROR
     try:
-        rtu.check_response(request, bytes(bad))
+        host.check_response(request, bytes(bad))
     except errors.ModbusError:
         pass
     else:
@@ -291,7 +291,7 @@ def test_plan_decode_agrees_with_values_decode(points, data):
     plan = plan_reads(points, max_gap=125)
     out = [None] * len(points)
     for i, r in enumerate(plan.reads):
-        response = rtu.registers_response(1, 3, data[2 * r.address : 2 * (r.address + r.count)])
+        response = slave.registers_response(1, 3, data[2 * r.address : 2 * (r.address + r.count)])
         plan.decode(i, response, out)
     for p, got in zip(points, out):
         raw = values.decode(data, 2 * p["address"], p["type"], p["order"])

@@ -8,8 +8,8 @@ import binascii
 
 from portable import approx, raises
 
+from protocols.modbus import host, rtu, slave, values
 from protocols.modbus import plan as planner
-from protocols.modbus import rtu, slave, values
 
 INTERPRETERS = ("cpython", "micropython")
 
@@ -241,9 +241,9 @@ def test_plan_rejects_bad_points_with_the_name():
 def test_plan_requests():
     p = planner.plan_reads(CWT)
     assert p.requests(1) == [
-        rtu.read_holding_registers(1, 500, 1),
-        rtu.read_holding_registers(1, 503, 7),
-        rtu.read_holding_registers(1, 514, 1),
+        host.read_holding_registers(1, 500, 1),
+        host.read_holding_registers(1, 503, 7),
+        host.read_holding_registers(1, 514, 1),
     ]
 
 
@@ -297,8 +297,8 @@ def test_plan_decodes_a_60_register_response():
     regs = []
     for i in range(30):
         regs += values.to_registers(i * 0.5 - 3, "f32")
-    response = rtu.registers_response(1, 3, regs)
-    rtu.check_response(p.reads[0].request(1), response)
+    response = slave.registers_response(1, 3, regs)
+    host.check_response(p.reads[0].request(1), response)
     out = [0.0] * 30
     p.decode(0, response, out)
     assert out == [i * 0.5 - 3 for i in range(30)]

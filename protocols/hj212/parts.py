@@ -1,7 +1,9 @@
-"""Splitting a packet whose CP does not fit 1024 bytes into PNUM/PNO parts, and reassembling them.
+"""Splitting a packet whose CP does not fit 1024 bytes into PNUM/PNO parts (host.Reassembler joins them).
 
 As in the standard's C.49/C.50 each part is a full packet with its own QN, Flag D set, `PNUM`/`PNO`,
 and the record's `DataTime=...;` repeated at the start of its CP. Parts break only between `;` groups.
+Not named split.py: importing a submodule sets the package attribute of its name, which would hide
+the function hj212.split behind the module.
 """
 
 from .codes import Hj212Error
@@ -70,58 +72,3 @@ def split(packet, max_segment=MAX_SEGMENT, qns=None):
         out.append(packet.copy(cp=([head] if head else []) + parts[i], flag=flag, pnum=str(n),
                                pno=str(i + 1), qn=qn))
     return out
-
-
-class Reassembler:
-    """Collects split parts (any order; a repeated PNO replaces the earlier one).
-
-    `add(packet)` returns the merged packet when its last part arrives (QN and header of part 1, Flag D
-    cleared, no PNUM/PNO), the packet itself when it is not split, else None. Parts belong together
-    when MN, ST, CN, PNUM and the leading DataTime agree. At most `max_pending` records are held; the
-    oldest is dropped beyond that (the caller owns time: call `clear()` on its own timeout).
-    """
-
-    def __init__(self, max_pending=8):
-        self.max_pending = max_pending
-        self._keys = []
-        self._parts = {}
-
-    @property
-    def pending(self):
-        return len(self._keys)
-
-    def clear(self):
-        self._keys = []
-        self._parts = {}
-
-    def add(self, packet):
-        if not packet.is_split:
-            return packet
-        pnum = packet.pnum
-        pno = packet.pno
-        if not pnum or not pno or not pnum.isdigit() or not pno.isdigit() or len(pnum) > 4 or len(pno) > 4:
-            raise Hj212Error("bad-split", "PNUM=%s PNO=%s" % (pnum, pno), packet=packet)
-        pnum = int(pnum)
-        pno = int(pno)
-        if not 1 <= pno <= pnum:
-            raise Hj212Error("bad-split", "PNO %d outside 1..%d" % (pno, pnum), packet=packet)
-        head = _head(packet.cp)
-        key = (packet.mn, packet.st, packet.cn, pnum, head[0][1] if head else None)
-        parts = self._parts.get(key)
-        if parts is None:
-            if len(self._keys) >= self.max_pending:
-                del self._parts[self._keys.pop(0)]
-            parts = {}
-            self._parts[key] = parts
-            self._keys.append(key)
-        parts[pno] = packet
-        if len(parts) < pnum:
-            return None
-        del self._parts[key]
-        self._keys.remove(key)
-        first = parts[1]
-        cp = list(first.cp)
-        for i in range(2, pnum + 1):
-            more = parts[i].cp
-            cp.extend(more[1:] if head else more)
-        return first.copy(cp=cp, flag=first.flag & ~FLAG_D, pnum=None, pno=None)
