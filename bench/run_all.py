@@ -72,6 +72,8 @@ def machine_info(python):
         "python_executable": python,
         "micropython": _run_text([micropython, "-c", "import sys; print(sys.version, sys.implementation)"])
         if micropython else "not found",
+        # bench_heap32 runs the MicroPython webassembly port (bench/heap32, npm) under node for its 32-bit figure
+        "node": _run_text(["node", "--version"]) if shutil.which("node") else "not found",
     }
 
 
