@@ -68,11 +68,7 @@ class Device:
         self.index = None
         self.units = None
         self.ranges = None
-        plan = self.plan
-        plan.names = None
-        plan.where = None
-        for r in plan.reads:
-            r.points = None
+        self.plan.compact()
 
     def due(self, t):
         return t % self.poll_s == 0

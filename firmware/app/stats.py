@@ -10,6 +10,9 @@ from array import array
 
 ABNORMAL = "DBCMTF"  # tie-break order when two abnormal flags are equally frequent
 _INF = float("inf")
+# Sums, minima and maxima as wide as the port's float: doubles where floats are doubles (unix, HIL), singles
+# on the ESP32, whose floats are 32-bit, so 8-byte slots would only hold 4-byte values there.
+_FLOAT, _FLOAT_BYTES = ("d", 8) if 1.0 + 2.0**-30 != 1.0 else ("f", 4)
 
 # A channel's accumulator: a count of samples (N), then groups of 4 slots (count, sum, min, max): valid
 # samples, samples with a value (valid or not: the fallback when none is valid), the Cou sum (one slot,
@@ -65,7 +68,7 @@ class Period:
         self.lay = lay
         self.length = length
         self.start = None
-        self.a = array("d", bytes(8 * lay[3]))
+        self.a = array(_FLOAT, bytes(_FLOAT_BYTES * lay[3]))
         self.fc = array("i", bytes(4 * len(ABNORMAL) * len(lay[0])))
 
     def _groups(self, i):

@@ -34,8 +34,18 @@ def _positions(order, size):
     return tuple(out)
 
 
+_specs = {}  # (kind, order) -> spec, filled as templates ask: points of one type share one tuple
+
+
 def spec(kind, order="ABCD"):
     """Pre-resolved (struct format, positions) for decode_spec/encode_spec; raises ValueError."""
+    s = _specs.get((kind, order))
+    if s is None:
+        s = _specs[(kind, order)] = _spec(kind, order)
+    return s
+
+
+def _spec(kind, order):
     code = _code(kind)
     if code is None:
         raise ValueError("unknown value type %r (use one of %s)" % (kind, TYPE_NAMES))

@@ -55,10 +55,16 @@ class Plan:
         self.names = names
         self.reads = reads
         self.where = where
+        self.entries = [r.entries for r in reads]  # what decode() needs, per read
 
     def requests(self, slave):
         """The request ADU of every read, in order (build once, send every poll)."""
         return [r.request(slave) for r in self.reads]
+
+    def compact(self):
+        """Keeps only what decode() needs (the device, once its requests are built): RAM matters there."""
+        self.names = self.reads = self.where = None
+        self.entries = tuple(tuple(e) for e in self.entries)
 
     def decode(self, index, response, out):
         """Stores the value of every point of read `index` into out[point index].
@@ -66,7 +72,7 @@ class Plan:
         `response` is the validated response ADU of that read (bytes, bytearray or memoryview,
         e.g. ResponseFramer.frame). Values are raw * scale + offset; bits are 0 or 1.
         """
-        for e in self.reads[index].entries:
+        for e in self.entries[index]:
             mode = e[2]
             if mode == _INT16:
                 o = e[1]
