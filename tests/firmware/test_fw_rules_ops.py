@@ -9,7 +9,7 @@ import sys
 sys.path.insert(0, "firmware")
 sys.path.insert(0, "tests/firmware")  # rules_scenario
 
-from app.rules import Rules, emergency, power, quality  # noqa: F401 (compiled first, before the heap fragments)
+from app.rules import Rules, dilution, emergency, order, power, quality  # noqa: F401 (compiled first, before the heap fragments)
 from rules_scenario import T0, S, _engine, _run, _states
 
 INTERPRETERS = ("micropython",)

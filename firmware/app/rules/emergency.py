@@ -1,37 +1,36 @@
 """Heavy-pollution emergency response: per alert level, the allowed power of named production lines."""
 
-from app.rules.alarm import Alarm
-from app.rules.base import Rule, num, ref, usable
-
-LEVELS = ("none", "blue", "yellow", "orange", "red")
+from app.rules import LEVELS, Rule, num, ref, step, usable
 
 
 class EmergencyRule(Rule):
+    type = "emergency"
+    for_s = 60
+    grace_s = 0
+    clear_s = 0
+
     def __init__(self, cfg, eng):
-        Rule.__init__(self, cfg)
-        self.for_s = cfg.get("for_s", 60)
-        self.grace_s = cfg.get("grace_s", 0)
-        self.lines = []  # [name, ref, on_kw, Alarm]
-        for name in sorted(cfg["lines"]):
-            ln = cfg["lines"][name]
-            self.lines.append([name, ref(ln["point"]), ln.get("on_kw", 0), Alarm(self.for_s, cfg.get("clear_s", 0))])
-        # allowed[level index] = {line: max kW}; a line not listed is unrestricted at that level
-        self.allowed = [cfg["levels"].get(lv, {}) for lv in LEVELS]
+        Rule.__init__(self, cfg, eng)
+        for k in ("for_s", "grace_s", "clear_s"):
+            self.opt(cfg, k)
+        # (name, ref, on_kw, alarm [active, since, t0]) per line, by name
+        self.lines = [(name, ref(eng, ln["point"]), ln.get("on_kw", 0), [False, None, None])
+                      for name, ln in sorted(cfg["lines"].items())]
+        self.levels = cfg["levels"]  # level -> {line: max kW}; a line not listed is unrestricted at that level
 
     def active(self):
         for ln in self.lines:
-            if ln[3].active:
+            if ln[3][0]:
                 return True
         return False
 
     def tick(self, eng, t, values, points):
         lvl = eng.level
-        lim = self.allowed[lvl]
+        lim = self.levels.get(LEVELS[lvl])
         in_grace = t - eng.level_t < self.grace_s
-        for ln in self.lines:
-            name, r, on_kw, alarm = ln
+        for name, r, on_kw, alarm in self.lines:
             p = usable(r, values, points)
-            allowed = lim.get(name)
+            allowed = lim.get(name) if lim else None
             if allowed is None or in_grace:
                 on, off = False, True
                 thr = None
@@ -39,7 +38,7 @@ class EmergencyRule(Rule):
                 thr = allowed if allowed > on_kw else on_kw  # "0 kW" means off: judged by the running threshold
                 on = None if p is None else p > thr
                 off = None if p is None else p <= thr
-            edge = alarm.step(t, on, off)
+            edge = step(alarm, t, on, off, self.for_s, self.clear_s)
             if edge is None:
                 continue
             ev = {"line": name, "level": LEVELS[lvl], "power_kw": p, "allowed_kw": allowed, "threshold_kw": thr}
@@ -47,12 +46,12 @@ class EmergencyRule(Rule):
                 eng.emit(self, t, "start", ev, "emergency %s: line %s runs at %s kW during %s alert (allowed %s kW)"
                          % (self.name, name, num(p), LEVELS[lvl], num(allowed)), name)
             else:
-                ev["start"] = alarm.t0
+                ev["start"] = alarm[2]
                 eng.emit(self, t, "end", ev, "emergency %s: line %s complies (%s alert, %s kW)"
                          % (self.name, name, LEVELS[lvl], num(p)), name)
 
     def snap(self):
         out = {}
         for ln in self.lines:
-            out[ln[0]] = ln[3].active
+            out[ln[0]] = ln[3][0]
         return {"active": self.active(), "lines": out}
