@@ -106,6 +106,10 @@ else:
 if _why:
     safe_console(_why)
 else:
-    from app import main as _main
+    try:
+        from app import main as _main
 
-    _main.main(_state)
+        _main.main(_state)
+    except Exception as exc:  # the app's own safe mode could not take it: still answer, never crash
+        _main = None
+        safe_console("the app stopped (%s: %s)" % (type(exc).__name__, exc))

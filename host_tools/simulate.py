@@ -670,6 +670,14 @@ def run(args):
         summary["firmware_cpu_s"], summary["lag"], summary["power_cuts"]["done"], out / "received.jsonl",
         out / "summary.json"), flush=True)
     print("report: %s" % write_report(out, site=sim.config), flush=True)
+    if summary["safe_mode"]:
+        print("emlog simulate: the logger went into safe mode: %s" % summary["safe_mode"][len("SAFE MODE: "):],
+              file=sys.stderr, flush=True)
+        if "MemoryError" in summary["safe_mode"]:
+            print("emlog simulate: it ran out of heap with a budget of %s beside its %d-byte ROMFS image; "
+                  "the app needs more today (README, Heap): try --heap %s"
+                  % (args.heap, summary["romfs_image_bytes"], HIL_HEAP), file=sys.stderr, flush=True)
+        return 1
     return 1 if died else 0
 
 

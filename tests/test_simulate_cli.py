@@ -116,3 +116,14 @@ def test_default_out_is_used_and_the_report_path_printed_last(capsys, tmp_path, 
     assert summary["outages"] == [{"center": "b", "from": start + 300, "to": start + 720}]
     assert [(e["center"], e["up"]) for e in summary["platform_events"]] == [("b", False), ("b", True)]
     assert summary["power_cuts"]["done"] == 0
+
+
+def test_a_budget_too_small_says_so_and_fails(capsys, tmp_path):
+    # 32K beside the ROMFS image cannot even hold the app's objects at start-up: the logger answers in
+    # safe mode (never a boot loop), and simulate names the cause and the budget that works.
+    code, out, err = _run(capsys, "--out", str(tmp_path / "o"), "--duration", "10s", "--heap", "32K")
+    assert code == 1
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert "MemoryError" in summary["safe_mode"] and summary["romfs_image_bytes"] > 0
+    assert "the logger went into safe mode: " in err and "MemoryError" in err
+    assert "ran out of heap with a budget of 32K" in err and "--heap %s" % simulate.HIL_HEAP in err
