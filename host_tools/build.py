@@ -11,12 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from host_tools import REPO_ROOT, romfs
+from host_tools import romfs
 from host_tools.boards import load_board, micropython_entry, romfs_partition
 from host_tools.errors import UserError
 from host_tools.image import (
     build_filesystem,
-    compile_tree_to_mpy,
     expected_hashes,
     verify_image_with_micropython,
     write_build_output,
@@ -99,8 +98,7 @@ def build(site_path, board_name, out_dir, micropython_version=None, progress=Non
     entry = micropython_entry(board, micropython_version)
     check_micropython(entry, board)
     room = romfs_partition(board)[1]
-    app = compile_tree_to_mpy([(REPO_ROOT / "firmware", ""), (REPO_ROOT / "protocols", "protocols")],
-                              entry["mpy"], progress=progress)
+    app = romfs.compile_app(entry["mpy"], progress=progress)
     rom_files, fs_files = romfs.split_files(app)
     rom = romfs.pack(rom_files)
     romfs.check_fits(rom, room, board["name"])

@@ -522,8 +522,12 @@ def check_mpy_header(data, mpy_version):
     return (data[2] & 0x03) == (int(minor or 0) if arch else 0)
 
 
-def compile_tree_to_mpy(src_dirs, mpy_version, data_suffixes=DATA_SUFFIXES, progress=None):
+def compile_tree_to_mpy(src_dirs, mpy_version, data_suffixes=DATA_SUFFIXES, progress=None, source_root=None):
     """Compiles every .py under each source dir to .mpy; returns {device path: bytes}.
+
+    Tracebacks name a module by the source name compiled into it: its device path as .py, or, with
+    `source_root` (the mount point the modules are imported from, e.g. "/rom/"), its `__file__` there, so
+    that the two names are one interned string on the device.
 
     Each item of `src_dirs` is a folder, or (folder, device prefix); the prefix defaults to the folder's
     name ("protocols/hj212/frame.py" -> "protocols/hj212/frame.mpy"), "" puts the tree at the root.
@@ -557,7 +561,8 @@ def compile_tree_to_mpy(src_dirs, mpy_version, data_suffixes=DATA_SUFFIXES, prog
             else:
                 dest = dest[:-3] + ".mpy"
                 target = Path(tmp) / ("%d.mpy" % i)
-                proc = subprocess.run([exe, "-o", str(target), "-s", dest[:-4] + ".py", str(src)],
+                source = source_root + dest if source_root else dest[:-4] + ".py"
+                proc = subprocess.run([exe, "-o", str(target), "-s", source, str(src)],
                                       capture_output=True, text=True, timeout=120)
                 if proc.returncode != 0:
                     raise UserError("mpy-cross (.mpy %s) cannot compile %s: %s"

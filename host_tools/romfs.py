@@ -20,9 +20,19 @@ from host_tools.errors import UserError
 from host_tools.micropython import micropython_executable
 
 ROMFS_NAME = "romfs.img"
+MOUNT = "/rom/"  # where the logger mounts it (MicroPython's esp32 port does, and firmware/main.py)
 ROMFS_CHECK = "romfs.sha256"  # on the LittleFS image: "<size> <sha256 hex>"
 ROMFS_MIN_MICROPYTHON = (1, 25)  # vfs.VfsRom
 ON_FILESYSTEM = ("boot.py", "main.py")  # not in the ROMFS: they mount it
+
+
+def compile_app(mpy_version, progress=None):
+    """The device part of firmware/ and protocols/ as the logger lays it out: {device path: bytes}."""
+    from host_tools import REPO_ROOT
+    from host_tools.image import compile_tree_to_mpy
+
+    return compile_tree_to_mpy([(REPO_ROOT / "firmware", ""), (REPO_ROOT / "protocols", "protocols")],
+                               mpy_version, progress=progress, source_root=MOUNT)
 
 
 def split_files(app_files):

@@ -56,11 +56,9 @@ def compiled_firmware():
     """Builds the app as `emlog build` ships it: boot.py and main.py as source, everything else as .mpy in
     romfs.img, with its romfs.sha256 check line. Returns the folder's main.py."""
     from host_tools import romfs
-    from host_tools.image import compile_tree_to_mpy
 
     out = Path(tempfile.mkdtemp(prefix="emlog-fw-"))
-    files = compile_tree_to_mpy([(REPO_ROOT / "firmware", ""), (REPO_ROOT / "protocols", "protocols")], "6.3")
-    rom, on_fs = romfs.split_files(files)
+    rom, on_fs = romfs.split_files(romfs.compile_app("6.3"))
     image = romfs.pack(rom)
     for rel, data in on_fs.items():
         (out / rel).write_bytes(data)
