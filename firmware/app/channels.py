@@ -12,6 +12,13 @@ Per channel and tick: value (None when there is none), data flag, converted valu
   value or O2 >= o2_guard (the factor explodes as O2 -> 21).
 """
 
+try:
+    from micropython import const
+except ImportError:  # CPython (host tests)
+
+    def const(x):
+        return x
+
 NO2_PER_NO = 46.0 / 30.0
 MOLAR_VOLUME = 22.414
 RANK = "DBCMTFSN"  # worst first: combining flags and breaking ties between abnormal flags
@@ -42,12 +49,12 @@ def zs(c, o2, o2_ref, guard):
 
 
 # A channel as sample() needs it: one tuple, not an object with an attribute dict (20 channels).
-_DEV = 0  # device object, or None for a computed channel (NOx)
-_IDX = 1  # index of the device point
-_FACTOR = 2  # unit factor
-_RMAX = 3  # measuring range top (instrument unit x factor is not applied: compared with the value)
-_NOX = 4  # (NO index, NO2 index) for NOx as NO2, else None
-_O2_REF = 5  # reference O2 for Zs, else None
+_DEV = const(0)  # device object, or None for a computed channel (NOx)
+_IDX = const(1)  # index of the device point
+_FACTOR = const(2)  # unit factor
+_RMAX = const(3)  # top of the measuring range, in the instrument's unit (compared before the factor)
+_NOX = const(4)  # (NO index, NO2 index) for NOx as NO2, else None
+_O2_REF = const(5)  # reference O2 for Zs, else None
 
 
 def channel(cfg, devices):

@@ -8,21 +8,27 @@ feeding the hour every sample, and it keeps 32-bit float sums (ESP32) shorter.
 
 from array import array
 
+try:
+    from micropython import const
+except ImportError:  # CPython (host tests)
+
+    def const(x):
+        return x
+
 ABNORMAL = "DBCMTF"  # tie-break order when two abnormal flags are equally frequent
 _INF = float("inf")
 # Sums, minima and maxima as wide as the port's float: doubles where floats are doubles (unix, HIL), singles
 # on the ESP32, whose floats are 32-bit, so 8-byte slots would only hold 4-byte values there.
 _FLOAT, _FLOAT_BYTES = ("d", 8) if 1.0 + 2.0**-30 != 1.0 else ("f", 4)
 
-# A channel's accumulator: a count of samples (N), then groups of 4 slots (count, sum, min, max): valid
+# A channel's accumulator: a count of samples (_N), then groups of 4 slots (count, sum, min, max): valid
 # samples, samples with a value (valid or not: the fallback when none is valid), the Cou sum (one slot,
 # only where the channel has Cou) and the same two groups for Zs (only where it has Zs). Channels without
 # Zs or Cou carry no slots for them.
-N = 0
-VALID = 1  # group of valid samples (flag N or S, with a value)
-ANY = 5  # group of samples with a value
-COU = 9  # the Cou slot, when the channel has one
-_G = 4  # slots per group: count, sum, min, max
+_N = const(0)
+_VALID = const(1)  # group of valid samples (flag N or S, with a value)
+_ANY = const(5)  # group of samples with a value
+_G = const(4)  # slots per group: count, sum, min, max
 
 
 def layout(cou, has_zs):
@@ -75,7 +81,7 @@ class Period:
         """The start of every 4-slot group of channel i."""
         s = self.lay[0][i]
         z = self.lay[1][i]
-        return (s + VALID, s + ANY) if z < 0 else (s + VALID, s + ANY, z, z + _G)
+        return (s + _VALID, s + _ANY) if z < 0 else (s + _VALID, s + _ANY, z, z + _G)
 
     def reset(self, start):
         self.start = start
@@ -94,16 +100,16 @@ class Period:
         """One sample of channel i: value v (or None), its flag, its Zs z (or None), its Cou part."""
         a = self.a
         s = self.lay[0][i]
-        a[s + N] += 1
+        a[s + _N] += 1
         valid = v is not None and (flag == "N" or flag == "S")
         if not valid:
             k = ABNORMAL.find(flag)
             self.fc[i * 6 + (k if k >= 0 else 1)] += 1  # unknown flag letters count as B
         if v is None:
             return
-        _feed(a, s + ANY, v)
+        _feed(a, s + _ANY, v)
         if valid:
-            _feed(a, s + VALID, v)
+            _feed(a, s + _VALID, v)
             c = self.lay[2][i]
             if c >= 0:
                 a[c] += cou
@@ -118,9 +124,9 @@ class Period:
         a = self.a
         starts = self.lay[0]
         for i in range(len(starts)):
-            miss = expected - int(a[starts[i] + N])
+            miss = expected - int(a[starts[i] + _N])
             if miss > 0:
-                a[starts[i] + N] += miss
+                a[starts[i] + _N] += miss
                 self.fc[i * 6 + 1] += miss
 
     def merge_into(self, other):
@@ -128,7 +134,7 @@ class Period:
         b = other.a
         starts, _, cous, _ = self.lay
         for i in range(len(starts)):
-            b[starts[i] + N] += a[starts[i] + N]
+            b[starts[i] + _N] += a[starts[i] + _N]
             for g in self._groups(i):
                 _merge(a, b, g)
             if cous[i] >= 0:
@@ -140,7 +146,7 @@ class Period:
 
     def flag(self, i, need):
         """Period flag of channel i: N with at least `need` valid samples, else the dominant abnormal flag."""
-        if self.a[self.lay[0][i] + VALID] >= need:
+        if self.a[self.lay[0][i] + _VALID] >= need:
             return "N"
         fc = self.fc
         o = i * 6
@@ -157,7 +163,7 @@ class Period:
         for i in range(len(codes)):
             s = starts[i]
             d = {"Flag": self.flag(i, need)}
-            g = s + VALID if a[s + VALID] > 0 else (s + ANY if a[s + ANY] > 0 else -1)
+            g = s + _VALID if a[s + _VALID] > 0 else (s + _ANY if a[s + _ANY] > 0 else -1)
             if g >= 0:
                 d["Min"] = a[g + 2]
                 d["Avg"] = a[g + 1] / a[g]
@@ -166,7 +172,7 @@ class Period:
                 d["Cou"] = a[cous[i]]
             z = zs[i]
             if z >= 0:
-                g = z if a[z] > 0 else (z + _G if a[s + VALID] == 0 and a[z + _G] > 0 else -1)
+                g = z if a[z] > 0 else (z + _G if a[s + _VALID] == 0 and a[z + _G] > 0 else -1)
                 if g >= 0:
                     d["ZsMin"] = a[g + 2]
                     d["ZsAvg"] = a[g + 1] / a[g]
