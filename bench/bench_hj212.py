@@ -1,4 +1,5 @@
-"""HJ 212 codec figures: 1 KiB minute-data frames encoded and parsed per second, CRC bytes per second.
+"""HJ 212 codec figures: 1 KiB minute-data frames encoded and parsed per second, CRC bytes per second, and
+the device's frame writer (protocols/hj212/segment.py) against Packet.encode / hj212.split.
 
     python bench/bench_hj212.py            # CPython figures + MicroPython (unix port) figures, as JSON
 
@@ -98,6 +99,30 @@ def measure():
         for piece in pieces:
             dec.feed(piece)
 
+    # The device's writer (protocols/hj212/segment.py) from the CP text: the same frame, and a record
+    # twice as long in parts (PNUM/PNO) against hj212.split of its `;` groups.
+    from protocols.hj212.segment import Frames
+
+    cp = packet.cp_text().encode()
+    head = (packet.st, packet.cn, packet.pw, packet.mn, packet.flag)
+    assert bytes(Frames(*head, cp).frame(0, packet.qn)) == raw
+    long_cp = cp + cp[cp.find(b";"):]
+    qns = [hj212.qn_add_ms(packet.qn, i) for i in range(4)]
+
+    def segment_write():
+        Frames(*head, cp).frame(0, packet.qn)
+
+    def segment_split():
+        f = Frames(*head, long_cp)
+        for i in range(f.n):
+            f.frame(i, qns[i])
+
+    def packet_split():
+        groups = [[(g, None)] for g in long_cp.decode().split(";")]
+        groups[0] = [("DataTime", groups[0][0][0][9:])]
+        for p in hj212.split(hj212.Packet(*head[:4], groups, packet.qn, head[4]), qns=qns):
+            p.encode()
+
     def crc_table():
         hj212.crc16(segment)
 
@@ -110,6 +135,7 @@ def measure():
         "cp_items": sum(len(g) for g in packet.cp),
         "encode_frames_per_s": round(_rate(encode, n)),
         "build_and_encode_frames_per_s": round(_rate(build_encode, n)),
+        "segment_write_frames_per_s": round(_rate(segment_write, n)),
         "parse_frames_per_s": round(_rate(parse, n)),
         "stream_decode_frames_per_s_4_chunks": round(_rate(stream, n)),
         "crc_table_bytes_per_s": round(_rate(crc_table, n, len(segment))),
@@ -117,6 +143,9 @@ def measure():
         "heap_import_bytes": import_bytes,
         "heap_alloc_encode_bytes": _alloc(encode),
         "heap_alloc_build_and_encode_bytes": _alloc(build_encode),
+        "heap_alloc_segment_write_bytes": _alloc(segment_write),
+        "heap_alloc_split_packets_bytes": _alloc(packet_split),
+        "heap_alloc_split_segment_write_bytes": _alloc(segment_split),
         "heap_alloc_parse_bytes": _alloc(parse),
         "heap_alloc_stream_decode_bytes": _alloc(stream),
     }

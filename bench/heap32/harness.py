@@ -29,7 +29,7 @@ the HIL emulators serve) holds each device's decoded values in its read plan's o
 them in `Device.values` and sets the device flag with the device's own status rule, as a successful
 poll would, then calls `acq.tick(t)`. No UART or socket is opened: the HAL is a stub whose clock is set
 by the harness. Every record the app stores is turned, per link of its station, into the frames that
-link would send (`Uplink._wire` -> `Sender.frames`, the firmware's one packet builder) and acked in the
+link would send (`Uplink._held` -> `Sender.frames`, the firmware's one packet builder) and acked in the
 store (`Backlog.ack`), as a healthy connected link would: Uplink.notify (a no-op while no link is
 connected) is replaced on the class by the harness's hook, so no per-instance state is added.
 """
@@ -125,22 +125,30 @@ def _sink(line):
     c[lvl] = c.get(lvl, 0) + 1
 
 
-def _notify(up, ref, rec):
-    """Replaces Uplink.notify: what a connected, answered link does with a live record (session loop:
-    _wire, frames for every part, then the store ack), minus the socket."""
+def _frames(up, cn, cp):
+    """Every packet of one upload written as the link would (Sender.frames, then each part's frame)."""
     P = S["packets"]
-    wire = up._wire(rec["kind"], rec)
-    if wire is None:
+    frames, qns = up.tx.frames(cn, cp)
+    P["packets"] += frames.n
+    for i in range(frames.n):
+        P["bytes"] += len(frames.frame(i, qns[i]))
+    return frames.n
+
+
+def _notify(up, ref, rec, cp=None):
+    """Replaces Uplink.notify: what a connected, answered link does with a live record (session loop:
+    _held, frames for every part, then the store ack), minus the socket."""
+    from app.cp import CN
+
+    item = up._held(ref, rec, cp)
+    if item[3] is None or not up._sends(item[1], item[2]):
         up.c["skipped"] += 1
     else:
-        frames = up.tx.frames(wire[0], wire[1])
-        P["records"] += 1
-        P["packets"] += len(frames)
-        for _, pkt in frames:
-            P["bytes"] += len(pkt)
-        up.c["sent"] += len(frames)
+        S["packets"]["records"] += 1
+        up.c["sent"] += _frames(up, CN[item[1]], item[3])
         up.c["acked"] += 1
     up.backlog.ack(ref)
+    return item[3]
 
 
 def setup(opts_json):
@@ -189,7 +197,7 @@ def _imports():
     from app.uplink import Uplink
 
     log.setup(sink=_sink)
-    Uplink.notify = lambda self, ref, rec: _notify(self, ref, rec)
+    Uplink.notify = lambda self, ref, rec, cp=None: _notify(self, ref, rec, cp)
     S["modules_at_base"] = list(sys.modules)
     f = open(S["feed"])
     head = json.loads(f.readline())
@@ -239,11 +247,8 @@ def _app():
     for up in app.links:
         while up.urgent:
             item = up.urgent.pop(0)
-            frames = up.tx.frames(CN[item[0]], item[2])
+            _frames(up, CN[item[0]], item[1])
             P["urgent"] += 1
-            P["packets"] += len(frames)
-            for _, pkt in frames:
-                P["bytes"] += len(pkt)
 
 
 def _hour():

@@ -49,9 +49,10 @@ def _log(level, text):
 
 
 class Acquisition:
-    def __init__(self, cfg, hal, clock, on_record, templates=None, ports=None):
+    def __init__(self, cfg, hal, clock, on_record, templates=None, ports=None, rules=None, on_rules=None):
         """`templates`: optional dict name -> template (else read from protocols/templates);
-        `ports`: optional dict uart number -> Port (tests), else hal.uart(...)."""
+        `ports`: optional dict uart number -> Port (tests), else hal.uart(...); `rules`, `on_rules`: as
+        set_rules()."""
         lg = cfg["logger"]
         self.clock = clock
         self.on_record = on_record
@@ -111,6 +112,8 @@ class Acquisition:
         self.t = None  # current tick
         self.records = 0
         self._out = []
+        if rules is not None:
+            self.set_rules(rules, on_rules)
 
     def set_rules(self, rules, on_events=None):
         """Feeds `rules` (app.rules.Rules) every tick and every closed period; `on_events()` is called

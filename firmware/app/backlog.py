@@ -1,19 +1,19 @@
 """Which stored record an uplink sends next, and its acknowledgement in the store (app/store.py).
 
 After (re)connecting, a link drains `store.pending(name)` in time order (a backlog pass). Records produced
-meanwhile are handed over at once (`notify`, at most LIVE_MAX held) and sent between backlog records, at
-most one live record after each backlog record (oldest live first), so live data is not starved while an
-outage's backlog drains. At most BACKLOG_SLOTS links run a pass at a time (a pass holds ~20 KB: decoded
-heads and read batches); the others send their live records and wait for a slot. Acks are written to the
-cursor file when the link goes idle, every SAVE_ACKS acks while draining and at shutdown (a power cut
-re-sends at most those: duplicates, never losses).
+meanwhile are handed over at once (`notify`, at most LIVE_MAX held, as their CP text: never the record)
+and sent between backlog records, at most one live record after each backlog record (oldest live
+first), so live data is not starved while an outage's backlog drains. At most BACKLOG_SLOTS links run a
+pass at a time (a pass holds ~20 KB: decoded heads and read batches); the others send their live records
+and wait for a slot. Acks are written to the cursor file when the link goes idle, every SAVE_ACKS acks
+while draining and at shutdown (a power cut re-sends at most those: duplicates, never losses).
 """
 
 from micropython import const
 
 from app import log
 
-LIVE_MAX = const(4)  # live records held for interleaving (shared dicts); more wait in the store for the pass
+LIVE_MAX = const(4)  # live records held for interleaving; more wait in the store for the pass
 SAVE_ACKS = const(16)  # acks between cursor writes while a backlog drains
 BACKLOG_SLOTS = const(2)  # links draining a backlog at once
 
@@ -50,14 +50,16 @@ def _ref_in(items, ref):
 
 
 class Backlog:
-    def __init__(self, store, name, c, ev):
+    def __init__(self, store, name, c, ev, hold):
         """`store` the app.store.Store (None: nothing stored to send), `name` the link, `c` the uplink's
-        counters, `ev` the asyncio.Event the uplink's session waits on when there is nothing to send."""
+        counters, `ev` the asyncio.Event the uplink's session waits on when there is nothing to send,
+        `hold(ref, rec)` -> what the link sends of a stored record: (ref, kind, t, CP text or None)."""
         self.store = store
         self.name = name
         self.c = c
         self.ev = ev
-        self.live = []  # [(ref, rec)] produced while connected, not yet sent
+        self.hold = hold
+        self.live = []  # [(ref, kind, t, cp)] produced while connected, not yet sent
         self.done = False  # the last pass found nothing: wait for news
         self._pass = None  # store.pending(name) generator while a pass runs (holds a SLOTS slot)
         self._took_live = False
@@ -77,12 +79,12 @@ class Backlog:
             SLOTS.waiting.remove(self)
         self.live = []
 
-    def notify(self, ref, rec):
-        """A record of this link was just stored while connected (`ref` from store.append)."""
+    def notify(self, item):
+        """A record of this link was just stored while connected: `item` = hold(ref, rec)."""
         if len(self.live) >= LIVE_MAX:
             self.done = False  # too many at once: the backlog pass sends the rest in order
         else:
-            self.live.append((ref, rec))
+            self.live.append(item)
         self.ev.set()
 
     def recheck(self):
@@ -94,19 +96,19 @@ class Backlog:
         return self.store.pending_count(self.name) if self.store is not None else 0
 
     def next_record(self):
-        """(ref, rec) to send next: live and backlog records alternate; None when nothing waits."""
+        """(ref, kind, t, cp) to send next: live and backlog records alternate; None when nothing waits."""
         store = self.store
         while True:
             if not self.done and self._pass is None and SLOTS.take(self):
                 self._pass = store.pending(self.name)
             backlog = self._pass is not None  # False: drained, or waiting for a slot
             if self.live and (not self._took_live or not backlog):
-                ref, rec = self.live.pop(0)
-                if store.is_acked(self.name, ref):
+                item = self.live.pop(0)
+                if store.is_acked(self.name, item[0]):
                     continue  # sent from the backlog meanwhile
                 self._took_live = True
                 self.c["live"] += 1
-                return ref, rec
+                return item
             if not backlog:
                 return None
             try:
@@ -120,7 +122,7 @@ class Backlog:
                 self.live.pop(i)
             self._took_live = False
             self.c["backlog"] += 1
-            return ref, rec
+            return self.hold(ref, rec)
 
     def _end_pass(self):
         if self._pass is not None:

@@ -199,7 +199,7 @@ class Commands:
         entry = audit(up.name if up is not None else "logger", what, old, new)
         cp = "DataTime=%s;i11001-Info=%s" % (stamp(entry[0], self.offset_s), info_text(audit_text(entry)))
         for link in self.links if everyone else ([up] if up is not None else []):
-            link.offer_cp("info", entry[0], cp)
+            link.offer_cp("info", cp)
 
     def _switch(self, up, key, value):
         old = getattr(up, key, False)

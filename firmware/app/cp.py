@@ -16,6 +16,7 @@ HISTORY = ("min", "hour", "day", "rt")  # kinds a platform recalls by CN with Be
 FIELDS_RTD = ("Rtd", "ZsRtd")
 FIELDS_PERIOD = ("Cou", "Min", "Avg", "Max", "ZsMin", "ZsAvg", "ZsMax")
 MAX_TEXT_BYTES = const(880)  # HJ 212-2017 C.40: a log must be shorter than 890 bytes
+_INF = float("inf")  # made once: float("inf") per call was a float each
 
 
 def history_kind(cn):
@@ -35,18 +36,17 @@ def fmt_num(v):
     if isinstance(v, int) and not isinstance(v, bool):
         return str(v)
     v = float(v)
-    if v != v or v in (float("inf"), float("-inf")):
-        return "0"
     a = -v if v < 0 else v
-    if a == 0:
+    if a != a or a == _INF or a == 0:  # nan, inf, zero
         return "0"
     e = 0  # decimal exponent of a, found without math.log10 rounding surprises
-    p = 1.0
     if a >= 1:
-        while a >= p * 10:
-            p *= 10
+        n = int(a)  # the integer part's digits: no float allocated per step
+        while n >= 10:
+            n //= 10
             e += 1
     else:
+        p = 1.0
         while a < p and e > -12:
             p /= 10
             e -= 1
@@ -56,8 +56,13 @@ def fmt_num(v):
     elif decimals > 17:
         decimals = 17
     s = "%.*f" % (decimals, v)
-    if "." in s:
-        s = s.rstrip("0").rstrip(".")
+    if "." in s:  # trailing zeros and point off, in one slice
+        n = len(s)
+        while s[n - 1] == "0":
+            n -= 1
+        if s[n - 1] == ".":
+            n -= 1
+        s = s[:n]
     if s in ("-0", ""):
         s = "0"
     return s
@@ -77,7 +82,9 @@ def info_text(text):
 
 
 def encode_cp(rec, offset_s):
-    """CP data area of a record (see the record contract in firmware/README.md); parts joined once."""
+    """CP data area of a record (see the record contract in firmware/README.md). Each `;` group is joined
+    from its pieces as they are (no `code-field=value` string per value), then the groups once: no list
+    grows long enough to need a large contiguous block on a fragmented heap."""
     kind = rec["kind"]
     parts = ["DataTime=", stamp(rec["t"], offset_s)]
     if kind == "restart":
@@ -86,19 +93,27 @@ def encode_cp(rec, offset_s):
         return "".join(parts)
     fields = FIELDS_RTD if kind == "rtd" else FIELDS_PERIOD
     for code, vals in rec["values"]:
-        parts.append(";")
-        first = True
+        g = []
         for f in fields:
             v = vals.get(f)
             if v is None:
                 continue
-            if not first:
-                parts.append(",")
-            first = False
-            parts.append("%s-%s=%s" % (code, f, fmt_num(v)))
+            if g:
+                g.append(",")
+            g.append(code)
+            g.append("-")
+            g.append(f)
+            g.append("=")
+            g.append(fmt_num(v))
         flag = vals.get("Flag")
         if flag:
-            parts.append("%s%s-Flag=%s" % ("" if first else ",", code, flag))
+            if g:
+                g.append(",")
+            g.append(code)
+            g.append("-Flag=")
+            g.append(flag)
+        parts.append(";")
+        parts.append("".join(g))
     return "".join(parts)
 
 

@@ -151,6 +151,8 @@ class Link:
             raise LinkDown(self.down_why or "closed by the center")
 
     async def write(self, data):
+        """Writes `data` before the first await: it may be a view of the shared frame buffer (app/sender.py),
+        which MicroPython's StreamWriter.write sends or copies before it returns."""
         w = self._writer
         if w is None:
             raise LinkDown("not connected")

@@ -74,8 +74,9 @@ class App:
                 log.error("store", "%s record at t=%s not stored (%s); %d so far"
                           % (rec.get("kind"), rec.get("t"), exc, self.store_errors))
             return None
+        cp = None  # the record's CP text: encoded by the first link that sends it, shared by the others
         for up in links:
-            up.notify(ref, rec)
+            cp = up.notify(ref, rec, cp)
         return ref
 
     def on_event(self, ev):
@@ -317,11 +318,8 @@ def build(hal, clock, boot_state, fs_root, boot_t, cfg):
     routes = [{"name": c["name"] + "/" + st["name"], "station": st["name"],
                "realtime": params.get_link(c["name"], st["name"], "realtime", c.get("realtime", True))}
               for c, st in pairs]
-    sc = cfg.get("store") or {}
-    store = Store(_join(fs_root, STORE_DIR), routes, max_bytes=sc.get("max_bytes", 1536 * 1024),
-                  seg_bytes=sc.get("seg_bytes", 8192))
-    # The acquisition and the rules report to the app, which is built from them: they reach it through
-    # these two functions, bound to it below (nothing is produced before the app runs).
+    # The store, the acquisition and the rules report to the app, which is built from them: they reach it
+    # through these functions, bound to it below (nothing is produced before the app runs).
     app = None
 
     def on_record(rec):
@@ -330,12 +328,23 @@ def build(hal, clock, boot_state, fs_root, boot_t, cfg):
     def on_event(ev):
         app.on_event(ev)
 
+    def on_drop(kind, n):
+        app.on_store_drop(kind, n)
+
+    def on_rules():
+        app.apply_relays()
+
+    sc = cfg.get("store") or {}
+    store = Store(_join(fs_root, STORE_DIR), routes, max_bytes=sc.get("max_bytes", 1536 * 1024),
+                  seg_bytes=sc.get("seg_bytes", 8192), on_drop=on_drop)
     rules = None
     if cfg.get("rules"):
         from app.rules import Rules
 
         rules = Rules(cfg, on_event)
-    acq = _make_acquisition(cfg, hal, clock, on_record)
+    from app.acquisition import Acquisition
+
+    acq = Acquisition(cfg, hal, clock, on_record, rules=rules, on_rules=on_rules)
     commands = Commands(clock.now, offset * 60, cfg["logger"], params=params, set_time=getattr(hal, "set_time", None),
                         acq=acq, history=store, stations=dict([(s["name"], s) for s in cfg["stations"]]),
                         rules=rules)
@@ -347,9 +356,6 @@ def build(hal, clock, boot_state, fs_root, boot_t, cfg):
         links.append(up)
     app = App(hal, clock, boot_state, fs_root, boot_t, acq=acq, links=links, store=store, commands=commands,
               rules=rules, summary=config_summary(cfg))
-    store.on_drop = app.on_store_drop  # app/store.py has no constructor argument for it
-    if rules is not None:
-        acq.set_rules(rules, app.apply_relays)  # app/acquisition.py has no constructor argument for them
     return app
 
 
@@ -397,14 +403,6 @@ def config_summary(cfg):
             )
         )
     return out
-
-
-def _make_acquisition(cfg, hal, clock, on_record):
-    try:
-        from app.acquisition import Acquisition
-    except ImportError:
-        from app.stats import Acquisition
-    return Acquisition(cfg, hal, clock, on_record)
 
 
 def _center_override(hal):

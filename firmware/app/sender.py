@@ -1,11 +1,13 @@
 """Packets of one uplink and the one ack-wait path (HJ 212 6.2: Flag A, OverTime, ReCount).
 
-`frames(cn, cp, flag)` is the one place packets are built: one packet, or its PNUM/PNO parts when the
-data segment exceeds 1024 bytes (HJ 212-2017 C.49/C.50: each part its own QN, Flag D, DataTime repeated).
-`send(qn, pkt, cn, reply_cn)` writes a packet and waits for the reply with its QN (9014 for uploads and
-history records, 9013 for the 1013 request), re-sending the same packet after OverTime (REAL seconds, an
-I/O timeout like the Modbus response timeout), at most ReCount times. Uploads and command flows share it:
-they hold the uplink's lock, so one packet at a time waits.
+`frames(cn, cp, flag)` is the one place packets are made: one packet, or its PNUM/PNO parts when the
+data segment exceeds 1024 bytes (HJ 212-2017 C.49/C.50: each part its own QN, Flag D, DataTime repeated),
+written by protocols/hj212/segment.py into one frame buffer shared by every link right before each write
+(no Packet objects, no frame kept per link). `send(frames, i, qn, reply_cn)` writes a packet and waits for
+the reply with its QN (9014 for uploads and history records, 9013 for the 1013 request), re-sending the
+same packet after OverTime (REAL seconds, an I/O timeout like the Modbus response timeout), at most
+ReCount times. Uploads and command flows share it: they hold the uplink's lock, so one packet at a time
+waits.
 """
 
 import asyncio
@@ -14,19 +16,7 @@ import time
 from app import log
 from app.clock import stamp
 from protocols import hj212
-
-
-def _whole_groups(cp):
-    """CP groups for hj212.split without parsing the items: split only breaks between `;` groups, so
-    each group is kept as one opaque item (encoded unchanged); DataTime stays a real item because every
-    part repeats it. Far less heap than parse_cp (one string per group, not two per field)."""
-    out = []
-    for g in cp.split(";"):
-        if not out and g.startswith("DataTime="):
-            out.append([("DataTime", g[9:])])
-        else:
-            out.append([(g, None)])
-    return out
+from protocols.hj212.segment import Frames
 
 
 class Sender:
@@ -53,29 +43,19 @@ class Sender:
         return stamp(ms // 1000, self.up.offset_s) + "%03d" % (ms % 1000)
 
     def frames(self, cn, cp, flag=None):
-        """[(qn, frame bytes)] of CP text `cp` sent as `cn` (Flag A set unless `flag` says otherwise):
-        one packet, or its parts. Header in the standard's order (Table 3)."""
+        """The packets of CP text `cp` (bytes or str) sent as `cn`, Flag A set unless `flag` says otherwise:
+        (frames, qns), a protocols.hj212.segment.Frames of `n` packets (one, or its PNUM/PNO parts) and the
+        QN of each, all taken now. A packet is written into the shared frame buffer when it is sent."""
         up = self.up
-        flag = self.flag_ack if flag is None else flag
-        qn = self.new_qn()
-        try:
-            return [(qn, hj212.frame("QN=%s;ST=%s;CN=%s;PW=%s;MN=%s;Flag=%d;CP=&&%s&&"
-                                     % (qn, up.st, cn, up.pw, up.mn, flag, cp)))]
-        except hj212.Hj212Error as exc:
-            if exc.reason != "too-long":
-                raise
-        parts = hj212.split(hj212.Packet(up.st, cn, up.pw, up.mn, _whole_groups(cp), qn, flag))
-        out = []
-        for i in range(len(parts)):
-            if i:
-                parts[i].qn = self.new_qn()  # unique and increasing, like every other QN of this link
-            out.append((parts[i].qn, parts[i].encode()))
-        up.c["split"] += 1
-        return out
+        f = Frames(up.st, cn, up.pw, up.mn, self.flag_ack if flag is None else flag, cp)
+        if f.n > 1:
+            up.c["split"] += 1
+        return f, [self.new_qn() for _ in range(f.n)]
 
-    async def send(self, qn, pkt, cn, reply_cn=hj212.CN_DATA_ACK):
-        """Writes `pkt` and waits for `reply_cn` with `qn`; re-sends after OverTime, at most ReCount times.
-        True when answered; False when never answered or the link failed meanwhile (`link.dead`)."""
+    async def send(self, frames, i, qn, reply_cn=hj212.CN_DATA_ACK):
+        """Writes packet `i` of `frames` with `qn` and waits for `reply_cn` with `qn`; re-sends after OverTime,
+        at most ReCount times. True when answered; False when never answered or the link failed meanwhile
+        (`link.dead`)."""
         up = self.up
         c = up.c
         self._qn = qn
@@ -85,7 +65,7 @@ class Sender:
             for attempt in range(1 + up.recount):
                 if attempt:
                     c["resent"] += 1
-                await self.link.write(pkt)
+                await self.link.write(frames.frame(i, qn))  # written at once: the buffer is shared
                 c["sent"] += 1
                 if await self._wait(up.overtime_s):
                     return True
@@ -93,7 +73,7 @@ class Sender:
                     return False
                 c["timeouts"] += 1
                 log.warn("uplink", "%s: no %s for CN=%s QN=%s within %s s (send %d of %d)"
-                         % (up.name, reply_cn, cn, qn, up.overtime_s, attempt + 1, 1 + up.recount))
+                         % (up.name, reply_cn, frames.cn, qn, up.overtime_s, attempt + 1, 1 + up.recount))
             return False
         finally:
             self._qn = None

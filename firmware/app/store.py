@@ -159,7 +159,7 @@ class _Lane:
 
 
 class Store:
-    def __init__(self, root, links=(), max_bytes=1536 * 1024, seg_bytes=8192, block=4096):
+    def __init__(self, root, links=(), max_bytes=1536 * 1024, seg_bytes=8192, block=4096, on_drop=None):
         """Opens (and recovers) the store under `root`; `links`: [{"name", "station", "realtime"}].
 
         `max_bytes` bounds the flash footprint of all segments (each counted in whole `block`s).
@@ -180,7 +180,7 @@ class Store:
         self.truncated = 0  # torn tail records cut at open
         self.bad = 0  # corrupt records met while reading (never served)
         self.appended = 0
-        self.on_drop = None  # callable(kind, n) for logging
+        self.on_drop = on_drop  # callable(kind, n) for logging
         self._in_alarm = False
         self._open()
 

@@ -52,7 +52,7 @@ class Uplink:
         self.clock = clock
         self.offset_s = utc_offset_min * 60
         self.store = store
-        self.urgent = []  # [kind, t, cp] in RAM: 2081 restart notice, 3020 audit notices
+        self.urgent = []  # (kind, cp) in RAM: 2081 restart notice, 3020 audit notices
         self.urgent_dropped = 0
         self.down_since = clock()  # sim time the link was last seen down (boot counts as down)
         self.c = {"sent": 0, "acked": 0, "resent": 0, "timeouts": 0, "connects": 0, "connect_fails": 0,
@@ -62,7 +62,7 @@ class Uplink:
         self.ev = asyncio.Event()  # wakes an idle session: a record, a notice, a backlog slot, link loss
         self.link = Link(self.name, center["host"], center["port"], self.c, self._wake, seed, sleep, connect)
         self.tx = Sender(self, self.link)
-        self.backlog = Backlog(store, self.name, self.c, self.ev)
+        self.backlog = Backlog(store, self.name, self.c, self.ev, self._held)
         self.commands = commands
         self.dispatch = Dispatch(self)
         if commands is not None:
@@ -74,31 +74,36 @@ class Uplink:
 
     # -- records in -------------------------------------------------------------------------------------
 
-    def notify(self, ref, rec):
-        """A record of this link was just stored (`ref` from store.append): sent soon when connected."""
-        if self.link.connected:  # else the backlog pass after (re)connecting finds it in the store
-            self.backlog.notify(ref, rec)
+    def notify(self, ref, rec, cp=None):
+        """A record of this link was just stored (`ref` from store.append): sent soon when connected. The
+        link keeps its CP text, not the record: `cp` when another link of the station encoded it already
+        (the same for every link: pass on what this returns, so a record is encoded once)."""
+        if not self.link.connected:
+            return cp  # the backlog pass after (re)connecting finds it in the store
+        item = self._held(ref, rec, cp)
+        self.backlog.notify(item)
+        return item[3]
 
     def recheck(self):
         """Something was stored without `notify` (the store's own drop alarm): look at the store again."""
         self.backlog.recheck()
 
-    def offer_cp(self, kind, t, cp):
+    def offer_cp(self, kind, cp):
         """Queues an already encoded upload in RAM (e.g. kind "info": a 3020 audit notice)."""
         if len(self.urgent) >= URGENT_MAX:
             for i in range(len(self.urgent)):
                 if self.urgent[i][0] != "restart":
                     old = self.urgent.pop(i)
                     self.urgent_dropped += 1
-                    log.warn("uplink", "%s: notice queue full, dropped %s %s" % (self.name, old[0], old[2][:40]))
+                    log.warn("uplink", "%s: notice queue full, dropped %s %s" % (self.name, old[0], old[1][:40]))
                     break
-        self.urgent.append([kind, t, cp])
+        self.urgent.append((kind, cp))
         self.ev.set()
 
     def restart_notice(self, boot_t):
         """Queues the 2081 restart notice (sent first on the first connection)."""
-        self.urgent.insert(0, ["restart", boot_t, encode_cp({"kind": "restart", "t": boot_t, "restart": boot_t},
-                                                              self.offset_s)])
+        cp = encode_cp({"kind": "restart", "t": boot_t, "restart": boot_t}, self.offset_s)
+        self.urgent.insert(0, ("restart", cp))
 
     def set_realtime(self, on):
         """2011/2012: realtime records are sent from now on / no longer (stored ones are skipped)."""
@@ -116,20 +121,24 @@ class Uplink:
     def save_cursor(self):
         self.backlog.save_cursor()
 
-    def _wire(self, kind, rec):
-        """(cn, cp text) of a stored record, or None when it is not sent on this link (then acked)."""
-        if kind == "rtd":
-            if not self.realtime or rec["t"] < self.rtd_since:
-                return None
-        elif kind == "evt":
-            data = rec.get("data")
-            if isinstance(data, dict) and data.get("wire") == 0:
-                return None  # rate-limited on the wire by the rules engine (kept in the store)
-            return CN["evt"], evt_cp(rec, self.offset_s)
-        cn = CN.get(kind)
-        if cn is None:
-            return None
-        return cn, encode_cp(rec, self.offset_s)
+    def _held(self, ref, rec, cp=None):
+        """What the link keeps of a stored record until it is sent: (ref, kind, t, CP text as bytes). The
+        CP text is None when the record is not for the wire (a rate-limited event, a kind without CN) or,
+        for now, not for this link (`_sends`); such a record is acked unsent."""
+        kind = rec["kind"]
+        t = rec["t"]
+        if cp is None and self._sends(kind, t) and kind in CN:
+            if kind == "evt":
+                data = rec.get("data")
+                if not (isinstance(data, dict) and data.get("wire") == 0):  # rate-limited by the rules engine
+                    cp = evt_cp(rec, self.offset_s).encode()
+            else:
+                cp = encode_cp(rec, self.offset_s).encode()
+        return ref, kind, t, cp
+
+    def _sends(self, kind, t):
+        """False for realtime records this link does not send now: realtime off, or older than the switch-on."""
+        return kind != "rtd" or (self.realtime and t >= self.rtd_since)
 
     # -- connection and session -------------------------------------------------------------------------
 
@@ -153,7 +162,7 @@ class Uplink:
             while not link.dead:
                 if self.urgent:
                     item = self.urgent[0]
-                    await self._upload(CN[item[0]], item[2])
+                    await self._upload(CN[item[0]], item[1])
                     if self.urgent and self.urgent[0] is item:
                         self.urgent.pop(0)
                     continue
@@ -163,12 +172,11 @@ class Uplink:
                     self.ev.clear()  # nothing to send now: wait for a record, a notice or a slot
                     await self.ev.wait()
                     continue
-                ref, rec = nxt
-                wire = self._wire(rec["kind"], rec)
-                if wire is None:
+                ref, kind, t, cp = nxt
+                if cp is None or not self._sends(kind, t):  # checked again: realtime may be off by now
                     self.c["skipped"] += 1
                 else:
-                    await self._upload(wire[0], wire[1])
+                    await self._upload(CN[kind], cp)
                 backlog.ack(ref)
             link.check()
         finally:
@@ -181,8 +189,9 @@ class Uplink:
         """Sends one record (every part of it), each waiting for its 9014; raises when the link failed."""
         await self.lock.acquire()
         try:
-            for qn, pkt in self.tx.frames(cn, cp):
-                if not await self.tx.send(qn, pkt, cn):
+            frames, qns = self.tx.frames(cn, cp)
+            for i in range(frames.n):
+                if not await self.tx.send(frames, i, qns[i]):
                     self.link.check()
                     raise LinkDown("no 9014 after %d sends" % (1 + self.recount))
         finally:
@@ -204,10 +213,11 @@ class Uplink:
         `ack` (Flag A=1) waits for `reply_cn` with each part's QN, re-sending after OverTime at most ReCount
         times. True when every part was answered (or no ack wanted)."""
         tx = self.tx
-        for qn, pkt in tx.frames(cn, cp, None if ack else tx.flag_reply):
+        frames, qns = tx.frames(cn, cp, None if ack else tx.flag_reply)
+        for i in range(frames.n):
             if not ack:
-                await self.link.write(pkt)
-            elif not await tx.send(qn, pkt, cn, reply_cn):
+                await self.link.write(frames.frame(i, qns[i]))
+            elif not await tx.send(frames, i, qns[i], reply_cn):
                 return False
         return True
 

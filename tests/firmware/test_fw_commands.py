@@ -202,7 +202,7 @@ def test_1000_sets_overtime_recount_per_link_persisted_and_audited():
     assert whats == [("nat/boiler", "overtime_s", "0.05", "5"), ("nat/boiler", "recount", "2", "4")]
     # reported to the platform as 3020 log uploads (queued on this link)
     infos = [it for it in env.up.urgent if it[0] == "info"]
-    assert len(infos) == 2 and "recount 2 -> 4" in infos[1][2] and infos[1][2].startswith("DataTime=20240315103000;")
+    assert len(infos) == 2 and "recount 2 -> 4" in infos[1][1] and infos[1][1].startswith("DataTime=20240315103000;")
     # and durably in the store's audit lane
     auds = [r["data"] for r in env.store.query("aud", "", T0, T0)]
     assert auds[-2:] == [["nat/boiler", "overtime_s", "0.05", "5"], ["nat/boiler", "recount", "2", "4"]]
@@ -316,7 +316,8 @@ def test_realtime_start_stop_and_status_notifications():
     qn, pk = _exchange(env, "2012")
     assert _summary(qn, pk) == [("9013", "91", 4, "")]  # C.11: a notification, no 9011
     assert env.up.realtime is False
-    assert env.up._wire("rtd", {"kind": "rtd", "station": "boiler", "t": T0, "values": []}) is None
+    assert not env.up._sends("rtd", T0)  # stored realtime records are skipped, not encoded
+    assert env.up._held(None, {"kind": "rtd", "station": "boiler", "t": T0, "values": []})[3] is None
     qn, pk = _exchange(env, "2011")
     assert _summary(qn, pk) == [("9011", "91", 4, "QnRtn=1"), ("9012", "91", 4, "ExeRtn=1")]
     assert env.up.realtime is True

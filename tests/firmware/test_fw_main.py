@@ -16,6 +16,7 @@ import time
 
 from app import commands, log
 from app import main as appmain
+from app.cp import encode_cp
 
 INTERPRETERS = ("micropython",)
 MICROPYTHON_HEAP = "2m"  # compiles main, config, rules, store, uplink ... from source; the device loads .mpy
@@ -134,6 +135,14 @@ def test_validators_are_unloaded_and_the_app_runs_on_the_store():
     assert snap["links"]["nat/boiler"]["queue"] == 4  # 3 stored + the 2081 notice
     assert snap["store"]["appended"] == 3 and snap["rules"]["level"] == "none"
     assert app.store_view()["pending"] == {"nat/boiler": 3, "prov/boiler": 2}
+    # links hold the record's CP text, not the record: encoded once (from the values as produced, not
+    # the store's f32 copies), one object shared by the station's links
+    app.links[1].link.connected = True
+    rec = _min(T0 + 120, 0.1234565)  # prints 0.123456; its f32 copy in the store 0.123457
+    app.on_record(rec)
+    held = [u.backlog.live[-1] for u in app.links]
+    assert held[0][3] == encode_cp(rec, 480 * 60).encode() and held[0][3] is held[1][3]
+    assert held[0][1:3] == ("min", T0 + 120)
 
 
 def test_events_are_all_stored_floods_thinned_on_the_wire_only():
@@ -148,12 +157,12 @@ def test_events_are_all_stored_floods_thinned_on_the_wire_only():
     assert [e.get("wire", 1) for e in evts] == [1, 1, 0, 0, 1]
     assert evts[-1]["t"] == T0 + 10  # a level event without a time gets the clock's
     assert app.rules.snapshot()["wire_suppressed"] == 2
-    # the uplink turns them into 3020 uploads, skipping the thinned ones
+    # the uplink turns them into 3020 uploads (CP text held as bytes), skipping the thinned ones
     up = app.links[0]
-    wires = [up._wire("evt", rec) for ref, rec in app.store.pending("nat/boiler") if rec["kind"] == "evt"]
-    assert [w is None for w in wires] == [False, False, True, True, False]
-    assert wires[0] == ("3020", "DataTime=20240315103000;PolId=a21003;i11001-Info=//limit no-high 0//;i12003-Info=1")
-    assert wires[4] == ("3020", "DataTime=20240315103010;i11001-Info=//alert level none -> red (platform)//")
+    cps = [up._held(ref, rec)[3] for ref, rec in app.store.pending("nat/boiler") if rec["kind"] == "evt"]
+    assert [cp is None for cp in cps] == [False, False, True, True, False]
+    assert cps[0] == b"DataTime=20240315103000;PolId=a21003;i11001-Info=//limit no-high 0//;i12003-Info=1"
+    assert cps[4] == b"DataTime=20240315103010;i11001-Info=//alert level none -> red (platform)//"
 
 
 def test_relays_follow_the_rules_and_change_only_on_edges():
@@ -181,8 +190,8 @@ def test_store_drop_alarm_reaches_every_link_and_audit_is_stored():
     assert [up.backlog.done for up in app.links] == [False, False]  # told to look at the store again
     alarms = [rec["data"] for ref, rec in app.store.pending("prov/boiler") if rec["kind"] == "evt"]
     assert alarms and alarms[0]["alarm"] == "store_drop" and alarms[0]["dropped"]["rtd"] > 0
-    assert app.links[1]._wire("evt", {"kind": "evt", "t": T0, "data": alarms[0]})[1].startswith(
-        "DataTime=20240315103000;i11001-Info=//store_drop: record store full, ")
+    assert app.links[1]._held(None, {"kind": "evt", "t": T0, "data": alarms[0]})[3].startswith(
+        b"DataTime=20240315103000;i11001-Info=//store_drop: record store full, ")
     commands.audit("console", "RtdInterval", 30, 60)
     auds = [r["data"] for r in app.store.query("aud", "", T0, T0)]
     assert auds[-1] == ["console", "RtdInterval", "30", "60"]

@@ -11,6 +11,7 @@ if "firmware" not in sys.path:
 if "host_tools/emulators" not in sys.path:
     sys.path.insert(0, "host_tools/emulators")
 
+import gc
 import os
 import struct
 import time
@@ -43,6 +44,8 @@ def fresh(blocks=128):
 
 
 def reboot():
+    """A power cycle: the caller has dropped its Store (`st = None`), so the heap starts clean."""
+    gc.collect()
     blockdev.umount(MNT)
     bd = blockdev.FileBlockDev(IMG)
     blockdev.mount(bd, MNT)
@@ -148,6 +151,7 @@ def test_append_pending_query_roundtrip():
     assert list(st.query("day", "boiler", 0, 2**31)) == []
     # Several segments were used (rotation), and the same holds after a reboot.
     assert len(st.lanes["min.boiler"].segs) > 1
+    st = None  # the old store goes with the power
     reboot()
     st = open_store(seg_bytes=1024)
     check_range()
@@ -167,6 +171,7 @@ def test_acks_out_of_order_persist_across_reboot():
     assert st.ack(link, items[1][0])
     left = [r["t"] for _, r in st.pending(link, "min")]
     assert left == [T0 + 60 * i for i in range(2, 9)]
+    st = None  # the old store goes with the power
     reboot()
     st = open_store(seg_bytes=2048)
     assert [r["t"] for _, r in st.pending(link, "min")] == left
@@ -206,6 +211,7 @@ def test_cursor_file_damage_falls_back_without_loss():
         f.write(text[: len(text) // 2])  # damaged main file
     with open(path + ".t", "w") as f:
         f.write(newer)
+    st = None  # the old store goes with the power
     reboot()
     st = open_store()
     assert [r["t"] for _, r in st.pending(link, "min")] == [T0 + 60 * i for i in (4, 5)]
@@ -213,6 +219,7 @@ def test_cursor_file_damage_falls_back_without_loss():
     os.remove(path + ".t")
     with open(path, "w") as f:
         f.write(newer[:-3])
+    st = None  # the old store goes with the power
     reboot()
     st = open_store()
     assert len(list(st.pending(link, "min"))) == 6
@@ -231,6 +238,7 @@ def test_torn_tail_is_truncated_and_never_served():
         last = f.read()[-40:]
     with open(path, "ab") as f:
         f.write(b"\x44\x30\x00\x06\x00\x00\x00" + last[:12])  # a record header and part of its body
+    st = None  # the old store goes with the power
     reboot()
     st = open_store()
     assert st.snapshot()["truncated"] == 1

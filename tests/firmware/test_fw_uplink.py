@@ -15,6 +15,7 @@ sys.path.insert(0, "tests/firmware")  # fake_link
 import asyncio
 import json
 import os
+import struct
 import time
 
 from app import log, uplink
@@ -200,6 +201,51 @@ def test_fmt_num_hand_values_and_precision():
             assert "e" not in s and "E" not in s, s
             assert approx(float(s), x, rel=6e-6, abs_tol=1e-12), (x, s)
         v *= 7.3
+
+
+def _fmt_num_before(v):
+    # fmt_num as it was before it stopped allocating a float per step: the wire text must not change
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    v = float(v)
+    if v != v or v in (float("inf"), float("-inf")):
+        return "0"
+    a = -v if v < 0 else v
+    if a == 0:
+        return "0"
+    e = 0
+    p = 1.0
+    if a >= 1:
+        while a >= p * 10:
+            p *= 10
+            e += 1
+    else:
+        while a < p and e > -12:
+            p /= 10
+            e -= 1
+    decimals = min(max(5 - e, 0), 17)
+    s = "%.*f" % (decimals, v)
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return "0" if s in ("-0", "") else s
+
+
+def test_fmt_num_text_unchanged_by_its_leaner_code():
+    def same(v):
+        assert fmt_num(v) == _fmt_num_before(v), (v, fmt_num(v), _fmt_num_before(v))
+
+    for v in (float("nan"), float("inf"), float("-inf"), True, 0, -7, 10, 1e22, 1e23, 9.999995, 99999.95, 0.999999,
+              0.1234565, 1.0000005, -0.0000096, 5e-13, 1e-12, 123456.5, 999999.5):
+        same(v)
+    x = 1.7e-14
+    while x < 1e25:
+        for m in (1.0, 1.05, 2.5, 3.3333333, 9.999996, 9.87654321):
+            same(x * m)
+            same(-x * m)
+            same(struct.unpack("<f", struct.pack("<f", x * m))[0])  # as the store gives it back
+        x *= 3.1
+    rec = {"kind": "min", "t": T0, "values": [["a1", {}], ["a2", {"Flag": "D"}], ["a3", {"Avg": 1.5}]]}
+    assert encode_cp(rec, 480 * 60) == "DataTime=20240315103000;;a2-Flag=D;a3-Avg=1.5"
 
 
 def test_stamp_local_time():
@@ -407,6 +453,32 @@ def test_live_records_interleave_with_the_backlog_one_at_a_time():
     order = backlog[:2] + [T0 + 3600] + backlog[2:5] + [T0 + 3660] + backlog[5:6] + [T0 + 3720] + backlog[6:]
     assert got == [stamp(t, 480 * 60) for t in order], got
     assert up.c["live"] == 3 and up.c["backlog"] == 10 and up.pending() == 0
+    _done(st)
+
+
+def test_live_record_goes_as_produced_from_its_cp_text_held_once():
+    st = _store()
+    up = _uplink(st)
+    rec = _min_record(T0, 0.1234565)  # f32 in the store prints 0.123457, the value as produced 0.123456
+    plat = Platform(want=1)
+    link = FakeLink(plat)
+
+    async def go():
+        task = asyncio.create_task(up.session(link, link))
+        while not up.backlog.done:  # the (empty) backlog pass is over
+            await asyncio.sleep_ms(1)
+        _put(up, rec)
+        assert up.backlog.live[0][1:] == ("min", T0, encode_cp(rec, 480 * 60).encode())  # not the record
+        await plat.done.wait()
+        while up.pending():
+            await asyncio.sleep_ms(1)
+        task.cancel()
+        await asyncio.sleep_ms(0)
+
+    _run(go())
+    p = plat.uploads()[0]
+    assert p.cp_text() == encode_cp(rec, 480 * 60) and "a21002-Avg=0.123456," in p.cp_text()
+    assert up.c["live"] == 1 and up.c["acked"] == 1 and st.pending_count("nat/boiler") == 0
     _done(st)
 
 
