@@ -24,7 +24,7 @@ REL = 2e-3  # values pass through f32 (rolling sums) and 4-decimal log text
 ZS = 17.5 / 12.5  # O2 8.5 %, reference 3.5 %
 NOX_LOW = (60 * 46 / 30 + 6) * ZS  # 137.2
 NOX_HIGH = (120 * 46 / 30 + 6) * ZS  # 266.0
-BOILER = ("cems", "flue")  # NO and NO2 from the analyser, O2 (for Zs) from the flue-parameter meter
+BOILER = ("cems",)  # NO, NO2 and O2 (for Zs) all from the analyser (sites/rules-boiler.json); flue gives flow only
 
 
 def _approx(a, b):
