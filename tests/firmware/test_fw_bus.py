@@ -101,9 +101,11 @@ def test_late_reply_is_stray_not_an_answer():
     good2 = regs_reply(2, 3, (7, 8))
 
     def script(req):
+        # dev1 answers too late: its reply lands just after dev2's request went out (scheduled on that
+        # request, not on the clock, so a loaded host cannot drain it as stray before dev2 is asked)
         if req[0] == 1:
-            return [(TIMEOUT + 8, GOOD)]
-        return [(20, good2)]
+            return []
+        return [(1, GOOD), (20, good2)]
 
     port = FakePort(script)
     bus = Bus("bus1", port, timeout_ms=TIMEOUT, retries=0, turnaround_ms=2)
