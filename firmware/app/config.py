@@ -353,6 +353,9 @@ def validate(cfg, folder=None):
 
 
 def _rules_checker():
+    import gc
+
+    gc.collect()  # the checker is big: load it into a heap without the validation's garbage
     try:
         from app.rules import check
 
