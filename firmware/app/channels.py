@@ -114,6 +114,10 @@ class Station:
         self.cou = [self.flow >= 0 and (bool(ccfg[i].get("flow")) or units[i] == "mg/m3") for i in range(n)]
         self.has_zs = [ch[_O2_REF] is not None for ch in chans]
 
+    def device(self, code):
+        """The device feeding channel `code`, or None (a computed channel, or no such code)."""
+        return self.chans[self.codes.index(code)][_DEV] if code in self.codes else None
+
     def devices(self):
         """The devices feeding this station's channels."""
         return [ch[_DEV] for ch in self.chans if ch[_DEV] is not None]

@@ -104,12 +104,12 @@ def _rec_cp(item, offset_s):
 
 class Commands:
     def __init__(self, clock, offset_s, logger_cfg, params=None, set_time=None, acq=None, history=None,
-                 stations=None, rules=None):
+                 rules=None):
         """`clock()` sim epoch s; `logger_cfg` the config's logger section (intervals, after the params
         overlay); `set_time(t)` the HAL clock setter; `acq` the acquisition (optional setters
         `set_rtd_interval(s)`, `set_min_interval(min)`, `time_changed(old, new)`); `history` an object
         with `query(kind, station, t0, t1)` (the store: with `append`, the audit entries go there too);
-        `stations` name -> station config (PolId lookup); `rules` the app.rules.Rules, if any."""
+        `rules` the app.rules.Rules, if any."""
         self.clock = clock
         self.offset_s = offset_s
         self.rtd_s = logger_cfg.get("rtd_interval_s", 30)
@@ -118,7 +118,6 @@ class Commands:
         self.set_time = set_time
         self.acq = acq
         self.history = history
-        self.stations = stations or {}
         self.links = []
         self.rules = rules  # hook for alert level / background values pushed by a platform
         self.time_sync_due = True  # at boot
@@ -424,20 +423,10 @@ class Commands:
         return out
 
     def _device_of(self, station, pol):
-        st = self.stations.get(station)
-        if st is None or self.acq is None:
-            return None
-        src = None
-        for ch in st.get("channels", ()):
-            if ch.get("code") == pol:
-                src = ch.get("source")
-        if not src:
-            return None
-        name = src.split(".")[0]
-        for _bus, devs in getattr(self.acq, "buses", ()):
-            for dev in devs:
-                if getattr(dev, "name", None) == name:
-                    return dev
+        """The device measuring PolId `pol` at `station`, from the acquisition's channels (no config kept)."""
+        for st, _, _ in getattr(self.acq, "stations", ()):
+            if st.name == station:
+                return st.device(pol)
         return None
 
 

@@ -346,8 +346,7 @@ def build(hal, clock, boot_state, fs_root, boot_t, cfg):
 
     acq = Acquisition(cfg, hal, clock, on_record, rules=rules, on_rules=on_rules)
     commands = Commands(clock.now, offset * 60, cfg["logger"], params=params, set_time=getattr(hal, "set_time", None),
-                        acq=acq, history=store, stations=dict([(s["name"], s) for s in cfg["stations"]]),
-                        rules=rules)
+                        acq=acq, history=store, rules=rules)
     seed = int(boot_t) & 0xFFFF
     links = []
     for c, st in pairs:

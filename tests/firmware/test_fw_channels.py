@@ -113,3 +113,11 @@ def test_zs_helper():
     assert zs(None, 5.0, 6, 19) is None
     assert zs(10.0, None, 6, 19) is None
     assert approx(zs(10.0, 11.0, 6, 19), 15.0)
+
+
+def test_device_of_a_channel():
+    dev, st = station()
+    assert st.device("a21003") is dev and st.device("a00000") is dev
+    assert st.device("a21002") is None  # NOx as NO2 is computed, no instrument of its own
+    assert st.device("a99999") is None
+    assert st.devices() == [dev] * 6

@@ -116,7 +116,7 @@ class Env:
         self.history = history if history is not None else self.store
         self.cmds = commands.Commands(self.clock, OFFSET_S, {"rtd_interval_s": 30, "min_interval_min": 10},
                                       params=self.params, set_time=set_time_fn if set_time else None,
-                                      acq=self.acq, history=self.history, stations={"boiler": STATION})
+                                      acq=self.acq, history=self.history)
         self.cmds.time_sync_due = False
         self.ups = []
         for name in centers:
