@@ -43,8 +43,10 @@ class Rules:
         alert = rc.get("alert") or {}
         self.platform_level = LEVELS.index(alert.get("level", "none"))
         if alert.get("schedule"):
-            self.schedule = [(_epoch(e["from"], self.offset), _epoch(e["to"], self.offset), LEVELS.index(e["level"]))
-                             for e in alert["schedule"]]
+            from app.clock import parse_stamp
+
+            self.schedule = [(parse_stamp(e["from"], self.offset), parse_stamp(e["to"], self.offset),
+                              LEVELS.index(e["level"])) for e in alert["schedule"]]
         self.level = self.platform_level
         self.level_t = 0
         self.level_source = "config"
@@ -203,18 +205,6 @@ def _build(cfg, eng, lg):
 
         return (quality.OffsetRule if k == "offset" else quality.FlatlineRule)(cfg, eng)
     raise ValueError("rule %s: unknown type %r" % (cfg.get("name"), typ))
-
-
-def _epoch(stamp, offset_s):
-    """Epoch seconds of a local YYYYMMDDhhmmss (civil-from-days arithmetic, no port time functions)."""
-    y, mo, d = int(stamp[0:4]), int(stamp[4:6]), int(stamp[6:8])
-    if mo <= 2:
-        y -= 1
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    doy = (153 * (mo + 9 if mo <= 2 else mo - 3) + 2) // 5 + d - 1
-    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-    return days * 86400 + int(stamp[8:10]) * 3600 + int(stamp[10:12]) * 60 + int(stamp[12:14]) - offset_s
 
 
 def event_cp(event, offset_s=28800):
