@@ -3,8 +3,9 @@
 site file -> validated device config; firmware/ and protocols/ -> .mpy for the board's MicroPython ->
 romfs.img (the app, imported in place from the board's romfs partition; every module imported from it
 under MicroPython's vfs.VfsRom before the build says done) and fs.img (a LittleFS image sized to the
-board's filesystem partition: boot.py, main.py, config.json, romfs.sha256 and manifest.json with versions
-and the sha256 of every file and of romfs.img), mounted under MicroPython's own VfsLfs2 and checked.
+board's filesystem partition: boot.py, main.py, config.json, config.sha256 (the validated config's seal:
+the logger then skips its own validator), romfs.sha256 and manifest.json with versions and the sha256 of
+every file and of romfs.img), mounted under MicroPython's own VfsLfs2 and checked.
 """
 
 import sys
@@ -110,7 +111,8 @@ def build(site_path, board_name, out_dir, micropython_version=None, progress=Non
     extra = {"romfs": {"file": romfs.ROMFS_NAME, "size": len(rom), "sha256": romfs.sha256_hex(rom),
                        "partition_size": room, "modules": checked["modules"], "files": files}}
     image, manifest = build_filesystem(fs_files, config, board, progress=progress,
-                                       micropython_version=entry["version"], extra_manifest=extra)
+                                       micropython_version=entry["version"], extra_manifest=extra,
+                                       sealed=True)
     progress("verify", 0, 1)
     verify_image_with_micropython(image, expected_hashes(manifest))
     progress("verify", 1, 1)

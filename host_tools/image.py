@@ -44,10 +44,13 @@ LFS_NAME_MAX = 255
 
 MANIFEST_NAME = "manifest.json"
 CONFIG_NAME = "config.json"
+# The sha256 of config.json as the build validated it: the logger trusts a config that matches and skips its
+# own validator (big, and its names would stay interned in RAM for good); any other config it validates.
+CONFIG_SEAL = "config.sha256"
 IMAGE_NAME = "fs.img"
 MANIFEST_FORMAT = "emlog-manifest"
 MANIFEST_FORMAT_VERSION = 1
-RESERVED_NAMES = (CONFIG_NAME, MANIFEST_NAME)
+RESERVED_NAMES = (CONFIG_NAME, CONFIG_SEAL, MANIFEST_NAME)
 SOURCE_ONLY = ("boot.py", "main.py")  # MicroPython runs these two only as .py at the filesystem root
 DATA_SUFFIXES = (".json", ".csv")
 MPY_VERSIONS = ("6", "6.1", "6.2", "6.3")
@@ -95,6 +98,11 @@ def _normalise_files(files):
 
 def sha256_hex(data):
     return hashlib.sha256(data).hexdigest()
+
+
+def config_seal(config_bytes):
+    """The CONFIG_SEAL file's bytes for the exact config.json bytes the build validated."""
+    return (sha256_hex(config_bytes) + "\n").encode("ascii")
 
 
 def canonical_json(obj):
@@ -256,10 +264,12 @@ def write_manifest(path, manifest):
 
 
 def build_filesystem(app_files, device_config, board, progress=None, micropython_version=None,
-                     extra_manifest=None):
+                     extra_manifest=None, sealed=False):
     """(image bytes, manifest) for the app files plus config.json and manifest.json.
 
-    `progress(stage, done, total)` is called as files are written. The manifest returned is the one stored
+    `sealed`: the caller validated `device_config` with the device's validator; CONFIG_SEAL is written so
+    the logger trusts it without validating it again. `progress(stage, done, total)` is called as files
+    are written. The manifest returned is the one stored
     in the image as /manifest.json (it lists every other file with its sha256).
     """
     files = _normalise_files(app_files)
@@ -270,6 +280,8 @@ def build_filesystem(app_files, device_config, board, progress=None, micropython
         raise UserError("the device config must be a JSON object (dict), got %s"
                         % type(device_config).__name__)
     files[CONFIG_NAME] = canonical_json(device_config)
+    if sealed:
+        files[CONFIG_SEAL] = config_seal(files[CONFIG_NAME])
     manifest = make_manifest(files, board, micropython_version, extra_manifest)
     files[MANIFEST_NAME] = manifest_bytes(manifest)
     image = build_image(files, board, progress=progress)

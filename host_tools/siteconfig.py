@@ -113,6 +113,18 @@ def load_site(path, allow_placeholders=False):
     return config
 
 
+def device_validated(config):
+    """What the device's validator makes of `config` (defaults filled, presets expanded: what `emlog build`
+    writes and seals), or None when it refuses it."""
+    import copy
+
+    validator = _device_validator()
+    try:
+        return validator.validate(copy.deepcopy(config), folder=str(REPO_ROOT / "protocols" / "templates"))
+    except Exception:  # ConfigError, or a config too malformed for the checks: the logger validates it
+        return None
+
+
 def _hint(where, message):
     """Adds a spelling suggestion to the device checker's 'unknown key' and 'unknown template' messages."""
     key = where.rsplit(".", 1)[-1]

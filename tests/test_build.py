@@ -97,6 +97,8 @@ def test_build_output_directory_contract(tmp_path, template):
         (d["name"], d["address"]) for d in site_data["buses"][0]["devices"]]
     assert [r["name"] for r in config["rules"]["list"]] == [r["name"] for r in site_data["rules"]["list"]]
     assert manifest["config"]["sha256"] == hashlib.sha256(files["config.json"]).hexdigest()
+    # sealed: the logger takes exactly these bytes without running its validator again
+    assert files["config.sha256"] == hashlib.sha256(files["config.json"]).hexdigest().encode() + b"\n"
 
 
 def romfs_listing(image):

@@ -31,18 +31,20 @@ The logger asks for time calibration (1013, answered by 9013 and followed by the
 first connection after boot and after an outage of LONG_OUTAGE_S or more.
 """
 
+from micropython import const
+
 from app import log
 from app.clock import MIN_INTERVALS, parse_stamp, stamp
 from app.cp import encode_cp, history_kind, info_text
 from protocols import hj212
 
-ASKED_WINDOW_S = 60  # a 1012 later than this after our 1013 is not taken as its answer
+_ASKED_WINDOW_S = const(60)  # a 1012 later than this after our 1013 is not taken as its answer
 LONG_OUTAGE_S = 3600  # sim seconds without a platform after which the clock is re-calibrated (1013)
-AUDIT_KEEP = 16  # audit entries kept in RAM for 3020 i11001 recall (the store keeps them all)
+_AUDIT_KEEP = const(16)  # audit entries kept in RAM for 3020 i11001 recall (the store keeps them all)
 REQUEST_CNS = ("1000", "1011", "1012", "1061", "1062", "1063", "1064", "1072", "2011", "2021", "3020")
-NOTIFY_CNS = ("2012", "2022")
-WORK_STATUS = {"N": 0, "M": 1, "D": 2, "C": 3, "F": 9}  # data flag -> i12001 (Table B.10)
-MASK = "******"
+_NOTIFY_CNS = const(("2012", "2022"))
+_WORK_STATUS = {"N": 0, "M": 1, "D": 2, "C": 3, "F": 9}  # data flag -> i12001 (Table B.10)
+_MASK = const("******")
 EXE_OK = hj212.EXERTN_OK
 EXE_FAILED = hj212.EXERTN_FAILED
 EXE_BAD = hj212.EXERTN_BAD_CONDITION
@@ -70,7 +72,7 @@ def audit(source, what, old, new):
     entry = [t, source, what, str(old), str(new)]
     log.info("audit", "%s: %s %s -> %s" % (source, what, entry[3], entry[4]))
     _ring.append(entry)
-    if len(_ring) > AUDIT_KEEP:
+    if len(_ring) > _AUDIT_KEEP:
         _ring.pop(0)
     if _sink is not None:
         try:
@@ -159,9 +161,9 @@ class Commands:
     async def on_request(self, up, req):
         """A request that passed check_request (reader task: must not wait for the platform here)."""
         cn = req.cn
-        cp = MASK if cn == "1072" else req.cp_text()  # never a password in the log
+        cp = _MASK if cn == "1072" else req.cp_text()  # never a password in the log
         log.info("commands", "%s: CN=%s QN=%s %s" % (up.name, cn, req.qn, cp))
-        if cn in NOTIFY_CNS:
+        if cn in _NOTIFY_CNS:
             key = "realtime" if cn == "2012" else "status"
             self._switch(up, key, False)
             await up.send(hj212.reply_9013(req))
@@ -268,7 +270,7 @@ class Commands:
             return EXE_FAILED
         old = self.clock()
         asked, self._asked_at = self._asked_at, None
-        if asked is None or old - asked > ASKED_WINDOW_S:
+        if asked is None or old - asked > _ASKED_WINDOW_S:
             asked = old  # unasked: the platform stamped it just before it arrived
         # SystemTime has 1 s resolution and was stamped between our 1013 and now: a clock that read inside
         # [new, new + 1) somewhere in that window already agrees with the platform, and stepping it to the
@@ -331,7 +333,7 @@ class Commands:
         if self.params is not None:
             self.params.set_link(up.center, up.station, "pw", new)  # persisted before it is used
         up.pw = new  # the 9012 still carries the old PW: it answers the request
-        self.change(up, "PW", MASK, MASK)
+        self.change(up, "PW", _MASK, _MASK)
         return EXE_OK
 
     # -- 2011 2021 (2012 2022 are notifications) -----------------------------------------------------------
@@ -400,7 +402,7 @@ class Commands:
             elif not _online(dev):
                 value = 2
             else:
-                value = WORK_STATUS.get(getattr(dev, "flag", "N"), 0)
+                value = _WORK_STATUS.get(getattr(dev, "flag", "N"), 0)
         else:
             value = 0 if dev is None or _online(dev) else 1
         cp = [[("DataTime", stamp(self.clock(), self.offset_s))]]

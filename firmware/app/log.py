@@ -6,6 +6,8 @@ warnings/errors are kept so the console can show why the logger is unhappy (e.g.
 
 import sys
 
+from micropython import const
+
 DEBUG = 10
 INFO = 20
 WARN = 30
@@ -16,7 +18,7 @@ level = INFO
 _clock = None  # callable -> sim epoch seconds, set by main once the clock exists
 _sink = None  # callable(line); default print
 recent = []  # last warnings/errors, newest last
-RECENT_MAX = 8
+_RECENT_MAX = const(8)
 
 
 def setup(clock=None, sink=None, min_level=None):
@@ -55,7 +57,7 @@ def _emit(lvl, module, text):
     )
     if lvl >= WARN:
         recent.append(line)
-        if len(recent) > RECENT_MAX:
+        if len(recent) > _RECENT_MAX:
             recent.pop(0)
     if _sink is not None:
         _sink(line)

@@ -4,7 +4,7 @@
 `App(...)`; in safe mode the App has none.
 
 Stdout lines the HIL harness parses (one line each, no wrapping):
-  `STATS {json}`     every STATS_EVERY_S sim seconds, and a final one on shutdown (`"final": true`)
+  `STATS {json}`     every _STATS_EVERY_S sim seconds, and a final one on shutdown (`"final": true`)
   `SAFE MODE: why`   once when the logger enters safe mode (then `ERROR config: ...` per config error)
   `READY {json}`     once when the application is running (links, buses, heap)
   `HEALTHY`          once when the boot is marked good and the watchdog is started
@@ -16,14 +16,17 @@ import gc
 import json
 import sys
 
+from micropython import const
+
 from app import log
 
-STATS_EVERY_S = 60  # sim seconds between STATS lines
-HEALTHY_AFTER_S = 60  # sim seconds up; or earlier, after the first complete poll cycle
-WDT_TIMEOUT_MS = 30000
-HOUSEKEEPING_MS = 1000  # real ms between gc/heap/watchdog rounds
-CONFIG_FILE = "config.json"
-STORE_DIR = "store"  # the record store's directory on the device filesystem
+_STATS_EVERY_S = const(60)  # sim seconds between STATS lines
+_HEALTHY_AFTER_S = const(60)  # sim seconds up; or earlier, after the first complete poll cycle
+_WDT_TIMEOUT_MS = const(30000)
+_HOUSEKEEPING_MS = const(1000)  # real ms between gc/heap/watchdog rounds
+_CONFIG_FILE = const("config.json")
+_CONFIG_SEAL = const("config.sha256")  # sha256 of config.json as `emlog build` validated it
+_STORE_DIR = const("store")  # the record store's directory on the device filesystem
 
 
 class App:
@@ -212,7 +215,7 @@ class App:
 
     # -- tasks -----------------------------------------------------------------------------------
     async def housekeeping(self):
-        next_stats = self.boot_t + STATS_EVERY_S
+        next_stats = self.boot_t + _STATS_EVERY_S
         while not self.stopping:
             before = gc.mem_alloc()
             if before > self.heap_peak_raw:
@@ -225,18 +228,18 @@ class App:
             if (
                 self.mode == "run"
                 and not self.healthy
-                and (now - self.boot_t >= HEALTHY_AFTER_S or self._polled())
+                and (now - self.boot_t >= _HEALTHY_AFTER_S or self._polled())
             ):
                 self._mark_healthy()
             if self.wdt is not None:
                 self.wdt.feed()
             if now >= next_stats:
-                next_stats += STATS_EVERY_S * (1 + int((now - next_stats) // STATS_EVERY_S))
+                next_stats += _STATS_EVERY_S * (1 + int((now - next_stats) // _STATS_EVERY_S))
                 try:
                     self.print_stats()
                 except Exception as exc:  # housekeeping (watchdog, gc) must outlive a failed report
                     log.error("main", "STATS failed: %s" % exc)
-            await asyncio.sleep_ms(HOUSEKEEPING_MS)
+            await asyncio.sleep_ms(_HOUSEKEEPING_MS)
 
     def _polled(self):
         acq = self.acq
@@ -254,7 +257,7 @@ class App:
         self.boot_state = boot.mark_good(self.fs_root)
         try:
             make = getattr(self.hal, "wdt", None) or getattr(self.hal, "WDT", None)
-            self.wdt = make(WDT_TIMEOUT_MS) if make else None
+            self.wdt = make(_WDT_TIMEOUT_MS) if make else None
         except Exception as exc:
             log.warn("main", "no watchdog (%s)" % exc)
         log.info("main", "healthy: boot marked good, watchdog %s" % ("started" if self.wdt else "absent"))
@@ -266,7 +269,7 @@ class App:
         con = Console(self)
         await con.run(self.hal.console_stream() if hasattr(self.hal, "console_stream") else None)
         while not self.stopping:  # console closed (end of input): keep the logger running
-            await asyncio.sleep_ms(HOUSEKEEPING_MS)
+            await asyncio.sleep_ms(_HOUSEKEEPING_MS)
 
     def stop(self):
         self.stopping = True
@@ -335,7 +338,7 @@ def build(hal, clock, boot_state, fs_root, boot_t, cfg):
         app.apply_relays()
 
     sc = cfg.get("store") or {}
-    store = Store(_join(fs_root, STORE_DIR), routes, max_bytes=sc.get("max_bytes", 1536 * 1024),
+    store = Store(_join(fs_root, _STORE_DIR), routes, max_bytes=sc.get("max_bytes", 1536 * 1024),
                   seg_bytes=sc.get("seg_bytes", 8192), on_drop=on_drop)
     rules = None
     if cfg.get("rules"):
@@ -411,11 +414,16 @@ def _center_override(hal):
 
 
 def load_config(fs_root):
-    """(cfg, None) or (None, errors). The validator is unloaded afterwards: it is big and used once."""
+    """(cfg, None) or (None, errors). A config matching the build's seal (_CONFIG_SEAL) was validated by the
+    build and is taken as it is; any other goes through the validator, which is unloaded afterwards."""
+    path = _join(fs_root, _CONFIG_FILE)
+    cfg = _sealed_config(path, _join(fs_root, _CONFIG_SEAL))
+    if cfg is not None:
+        return cfg, None
     from app import config as cfgmod
 
     try:
-        cfg = cfgmod.load(fs_root.rstrip("/") + "/" + CONFIG_FILE if fs_root else CONFIG_FILE)
+        cfg = cfgmod.load(path)
         errors = None
     except cfgmod.ConfigError as exc:
         cfg = None
@@ -435,15 +443,32 @@ def load_config(fs_root):
     return cfg, errors
 
 
-def main(boot_state=None):
-    import hal
+def _sealed_config(path, seal_path):
+    """The config when its bytes match the seal, else None (no seal, a config edited since, unreadable)."""
+    try:
+        with open(seal_path) as f:
+            want = f.read().strip()
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    import binascii
+    import hashlib
 
-    from app import clock as clockmod
+    if binascii.hexlify(hashlib.sha256(data).digest()).decode() != want:
+        log.warn("main", "config.json does not match its seal (edited after the build?): validating it")
+        return None
+    try:
+        cfg = json.loads(data)
+    except ValueError:
+        return None
+    return cfg if isinstance(cfg, dict) else None
 
-    clock = clockmod.Clock(hal)
-    log.setup(clock=clock.now)
-    if hal.log_level():  # unix/HIL: EMLOG_LOG_LEVEL; the ESP32 starts at INFO
-        log.set_level(hal.log_level())
+
+def _start(hal, clock, boot_state):
+    """The app, running or safe. Its own frame: the config and the build's temporaries must not stay
+    reachable from a frame that lives as long as the app (MicroPython does not clear popped value-stack
+    slots, and the collector scans them: the config alone is about 20 KB on the 64-bit port)."""
     fs_root = _fs_root(hal)
     boot_t = clock.now()
     cfg, errors = load_config(fs_root)
@@ -463,7 +488,19 @@ def main(boot_state=None):
     if app is None:
         app = App(hal, clock, boot_state, fs_root, boot_t, summary=config_summary(cfg) if cfg else None)
         app.enter_safe(why or "start failed", details)
-    cfg = errors = details = None  # not held by this frame while the app runs
+    return app
+
+
+def main(boot_state=None):
+    import hal
+
+    from app import clock as clockmod
+
+    clock = clockmod.Clock(hal)
+    log.setup(clock=clock.now)
+    if hal.log_level():  # unix/HIL: EMLOG_LOG_LEVEL; the ESP32 starts at INFO
+        log.set_level(hal.log_level())
+    app = _start(hal, clock, boot_state)
     gc.collect()
     try:
         asyncio.run(app.run())

@@ -12,9 +12,11 @@ smuggle in an interval or password the validator would have refused (bad entries
 
 import json
 
+from micropython import const
+
 from app import log
 
-FILE = "params.json"
+_FILE = const("params.json")
 MIN_INTERVALS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)
 _WIRE_BAD = ";,=&\r\n"
 
@@ -55,7 +57,7 @@ def _join(root, name):
 
 class Params:
     def __init__(self, fs_root=""):
-        self.path = _join(fs_root, FILE)
+        self.path = _join(fs_root, _FILE)
         self.logger = {}
         self.links = {}  # "center/station" -> {key: value}
         self.load()

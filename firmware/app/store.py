@@ -11,24 +11,31 @@ import binascii
 import os
 import struct
 
+try:
+    from micropython import const
+except ImportError:  # CPython (host tools read the record format)
+
+    def const(x):
+        return x
+
 KINDS = ("rtd", "min", "hour", "day", "evt", "aud")
 STAT_KINDS = ("rtd", "min", "hour", "day")
 # Overflow: lanes of these kinds give way first (oldest segment first); hour/day/audit last.
 DROP_ORDER = ("rtd", "min", "evt", "hour", "day", "aud")
 FIELDS_RTD = ("Rtd", "ZsRtd")
 FIELDS_PERIOD = ("Cou", "Min", "Avg", "Max", "ZsMin", "ZsAvg", "ZsMax")
-FLAG_BIT = 0x80
+_FLAG_BIT = const(0x80)
 
-HDR = "<BHII"  # type, body length, sequence, time (epoch s)
+_HDR = const("<BHII")  # type, body length, sequence, time (epoch s)
 HDR_LEN = 11
 CRC_LEN = 4
-T_DATA = 0x44  # "D"
+_T_DATA = const(0x44)  # "D"
 T_CODES = 0x43  # "C": channel codes appended to this segment's table
-MAX_BODY = 4096
-MAX_CODES = 255
-AHEAD_MAX = 16  # acked-ahead sequences kept per (link, lane)
-BATCH = 8  # records read per file open while streaming
-ENOSPC = 28
+_MAX_BODY = const(4096)
+_MAX_CODES = const(255)
+_AHEAD_MAX = const(16)  # acked-ahead sequences kept per (link, lane)
+_BATCH = const(8)  # records read per file open while streaming
+_ENOSPC = const(28)
 
 
 def _crc(hdr, body):
@@ -74,7 +81,7 @@ def encode_values(kind, values, index):
         if flag:
             if len(flag) != 1:
                 raise ValueError("flag %r of %s is not one character" % (flag, code))
-            mask |= FLAG_BIT
+            mask |= _FLAG_BIT
             parts.append(struct.pack("<BBB", index(code), mask, ord(flag)))
         else:
             parts.append(struct.pack("<BB", index(code), mask))
@@ -92,7 +99,7 @@ def decode_values(kind, body, codes):
         ci, mask = struct.unpack_from("<BB", body, off)
         off += 2
         vals = {}
-        if mask & FLAG_BIT:
+        if mask & _FLAG_BIT:
             vals["Flag"] = chr(body[off])
             off += 1
         for i in range(len(fields)):
@@ -110,8 +117,8 @@ def _read_rec(f):
         return None
     if len(hdr) < HDR_LEN:
         return False
-    typ, n, seq, t = struct.unpack(HDR, hdr)
-    if (typ != T_DATA and typ != T_CODES) or n > MAX_BODY:
+    typ, n, seq, t = struct.unpack(_HDR, hdr)
+    if (typ != _T_DATA and typ != T_CODES) or n > _MAX_BODY:
         return False
     rest = f.read(n + CRC_LEN)
     if len(rest) < n + CRC_LEN:
@@ -123,7 +130,7 @@ def _read_rec(f):
 
 
 def _frame(typ, seq, t, body):
-    hdr = struct.pack(HDR, typ, len(body), seq, t)
+    hdr = struct.pack(_HDR, typ, len(body), seq, t)
     return hdr + body + struct.pack("<I", _crc(hdr, body))
 
 
@@ -325,7 +332,7 @@ class Store:
             while c[0] + 1 in c[1]:
                 c[1].remove(c[0] + 1)
                 c[0] += 1
-        elif len(c[1]) >= AHEAD_MAX:
+        elif len(c[1]) >= _AHEAD_MAX:
             return False
         else:
             c[1].append(seq)
@@ -389,7 +396,7 @@ class Store:
             or tail[2] >= self.seg_bytes
             or t < lane.last_t
             or (tail[2] == 0 and tail[1] != t)
-            or len(lane.codes) + len(new_codes) > MAX_CODES
+            or len(lane.codes) + len(new_codes) > _MAX_CODES
         ):
             tail = self._roll(lane, t)
             new_codes = []
@@ -403,13 +410,13 @@ class Store:
             for i in range(len(codes)):
                 tmp[codes[i]] = i
             body = encode_values(kind, values, tmp.__getitem__)
-        if len(body) > MAX_BODY:
+        if len(body) > _MAX_BODY:
             raise ValueError("record too large (%d bytes)" % len(body))
         seq = lane.next_seq
         parts = []
         if new_codes:
             parts.append(_frame(T_CODES, seq, t, ",".join(new_codes).encode()))
-        parts.append(_frame(T_DATA, seq, t, body))
+        parts.append(_frame(_T_DATA, seq, t, body))
         data = b"".join(parts) if len(parts) > 1 else parts[0]
         self._make_room(self._footprint(tail[2] + len(data)) - self._footprint(tail[2]), lane)
         if lane.segs[-1] is not tail:
@@ -419,7 +426,7 @@ class Store:
             self._write(path, data)
         except OSError as exc:
             self._restore(path, tail[2])
-            if exc.args[0] != ENOSPC or _retry:
+            if exc.args[0] != _ENOSPC or _retry:
                 raise
             self._make_room(0, lane, force=2)  # the filesystem filled before our budget did
             return self.append(rec, True)
@@ -575,7 +582,7 @@ class Store:
     def _iter_lane(self, lane, from_seq=1, t0=None, t1=None, link=None):
         """Yields (seq, t, body, codes) of valid data records with seq >= from_seq (and t in [t0, t1]).
 
-        Streams BATCH records per file open (files are closed while the caller works, so appends and
+        Streams _BATCH records per file open (files are closed while the caller works, so appends and
         deletions in between are safe); a corrupt record ends its segment (counted, never served).
         """
         cur_seg = None
@@ -617,7 +624,7 @@ class Store:
             if f is not None:
                 try:
                     f.seek(pos)
-                    while len(batch) < BATCH:
+                    while len(batch) < _BATCH:
                         r = _read_rec(f)
                         if not r or r[1] != exp:
                             if r is False or (r and r[1] != exp):

@@ -111,7 +111,7 @@ class FirmwareProcess:
     def start(self, config=None):
         self.fs_dir.mkdir(parents=True, exist_ok=True)
         if config is not None:
-            (self.fs_dir / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+            self.write_config(config)
         if not self.main.exists():
             raise FileNotFoundError("firmware entry point %s is missing" % self.main)
         check = self.main.parent / "romfs.sha256"
@@ -124,6 +124,22 @@ class FirmwareProcess:
         t.start()
         self._threads.append(t)
         return self
+
+    def write_config(self, config):
+        """config.json as `emlog build` writes it: validated on the host (defaults filled, presets expanded)
+        and sealed, so the logger skips its own validator. A config the validator refuses is written as
+        given, unsealed: the logger validates it and says what is wrong, as with one edited by hand."""
+        from host_tools.image import CONFIG_SEAL, config_seal
+        from host_tools.siteconfig import device_validated
+
+        validated = device_validated(config)
+        data = json.dumps(validated if validated is not None else config, indent=1).encode("utf-8")
+        (self.fs_dir / "config.json").write_bytes(data)
+        seal = self.fs_dir / CONFIG_SEAL
+        if validated is not None:
+            seal.write_bytes(config_seal(data))
+        elif seal.exists():
+            seal.unlink()
 
     def heapsize(self):
         """The unix port's heap: the ROMFS image it holds plus the app's budget."""

@@ -108,6 +108,38 @@ def _app(store=None):
     return appmain.build(hal, Clock(hal), {}, root, T0, cfg), hal
 
 
+def _seal(root, data):
+    import binascii
+    import hashlib
+
+    with open(root + "/config.sha256", "w") as f:
+        f.write(binascii.hexlify(hashlib.sha256(data).digest()).decode() + "\n")
+
+
+def test_a_sealed_config_skips_the_validator_and_one_edited_after_the_build_is_validated():
+    _n[0] += 1
+    root = "/tmp/emlog-seal-%d-%d" % (time.ticks_us() & 0xFFFFFF, _n[0])
+    os.mkdir(root)
+    cfg = _config()
+    cfg["buses"][0]["devices"][0]["address"] = 0  # the validator refuses it: proof that it did not run
+    data = json.dumps(cfg).encode()
+    with open(root + "/config.json", "wb") as f:
+        f.write(data)
+    _seal(root, data)
+    got, errors = appmain.load_config(root)
+    assert errors is None and got == cfg
+    # the same bytes with one more character (a hand edit): the seal no longer matches, the validator runs
+    with open(root + "/config.json", "wb") as f:
+        f.write(data + b" ")
+    got, errors = appmain.load_config(root)
+    assert got is None and [e for e in errors if e.startswith("buses[0].devices[0].address")], errors
+    # a good config with a wrong seal is validated and taken
+    with open(root + "/config.json", "w") as f:
+        json.dump(_config(), f)
+    got, errors = appmain.load_config(root)
+    assert errors is None and got["logger"]["valid_fraction"] == 0.75  # defaults filled: the validator ran
+
+
 def _min(t, v):
     return {"kind": "min", "station": "boiler", "t": t,
             "values": [["a21003", {"Min": v, "Avg": v, "Max": v, "Flag": "N"}], ["a19001", {"Avg": 9.5, "Flag": "N"}]]}
